@@ -1,2 +1,10 @@
-"""sift_graph: Ramanujan-graph metrics of sparse layers."""
+"""sift_graph: exact, fast Ramanujan-graph metrics of sparse layers (docs/metrics.md)."""
 __version__ = "0.1.0"
+
+from .bipartite import biadjacency, node_labels, to_networkx
+from .layer import CONVENTIONS, layer_metrics
+from .model import aggregate_layers, layers_from_state_dict, model_metrics
+from .ramanujan import delta_r, delta_r_imdb, spectral_gap, spectral_gap_imsg
+from .spectral import top2_singular_values
+from .runs import RunFormatError, load_run
+from .analyze import analyze, run_analysis

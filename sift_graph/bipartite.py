@@ -1,0 +1,130 @@
+"""A layer as a bipartite graph: biadjacency matrix, node labels, networkx export.
+
+Spec: ``../shared/specs/metrics.md`` §2.1. The biadjacency is ``B = T.reshape(c_out, -1).T``:
+rows are the ``n_in = c_in·kh·kw`` unrolled kernel positions (input node index
+``c·kh·kw + y·kw + x``), columns are the ``n_out = c_out`` output channels. Stride, padding,
+dilation and groups are ignored (the "rolled" kernel graph). The (n_in+n_out)² adjacency
+``[[0, B], [Bᵀ, 0]]`` is never built: its spectrum is ``{±σ_i(B)} ∪ {0, …}`` (spec §8).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from .validation import as_layer_array, check_layer, check_weight
+
+__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts"]
+
+
+def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(n_in, n_out)`` of the unrolled bipartite graph of a tensor of PyTorch ``shape``."""
+    n_out = int(shape[0])
+    n_in = int(np.prod(shape[1:], dtype=np.int64))
+    return n_in, n_out
+
+
+def _csr_from_rows(values: np.ndarray) -> sp.csr_matrix:
+    """CSR biadjacency (n_in × n_out, float64) of the nonzeros of ``values`` (shape (n_out, n_in)).
+
+    ``values`` holds one output per row, so its row-major nonzeros are B's columns in order: the
+    CSC form of B is built directly (no sort), then converted to CSR in linear time.
+    """
+    n_out, n_in = values.shape
+    rows, cols = np.nonzero(values)
+    indptr = np.zeros(n_out + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
+    data = values[rows, cols].astype(np.float64)
+    csc = sp.csc_matrix((data, cols.astype(np.int64), indptr), shape=(n_in, n_out))
+    return csc.tocsr()
+
+
+def biadjacency(tensor: Any) -> sp.csr_matrix:
+    """Sparse biadjacency matrix ``B`` (n_in × n_out, float64 CSR) of a layer tensor.
+
+    Parameters
+    ----------
+    tensor : array_like or torch.Tensor
+        Mask, weight or masked weight in PyTorch layout: Linear ``(out, in)`` or Conv2d
+        ``(c_out, c_in, kh, kw)``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        ``B[i, j] = T[j, c, y, x]`` for input node ``i = c·kh·kw + y·kw + x`` and output ``j``;
+        only nonzeros are stored (an edge iff the entry is nonzero).
+
+    Raises
+    ------
+    ValueError
+        Wrong rank or non-finite values.
+    """
+    arr = check_weight(as_layer_array(tensor), name="tensor")
+    return _csr_from_rows(arr.reshape(arr.shape[0], -1))
+
+
+def node_labels(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Map graph nodes back to tensor positions.
+
+    Returns
+    -------
+    inputs : ndarray of int, shape (n_in, 3)
+        Row ``i`` is ``(channel, ky, kx)`` of input node ``i`` (Linear: ``(feature, 0, 0)``).
+    outputs : ndarray of int, shape (n_out,)
+        Output node ``j`` is output channel / feature ``j``.
+    """
+    if len(shape) not in (2, 4):
+        raise ValueError(f"expected a 2-D or 4-D PyTorch weight shape, got {tuple(shape)}")
+    c_in, kh, kw = (int(shape[1]), 1, 1) if len(shape) == 2 else tuple(int(s) for s in shape[1:])
+    c, y, x = np.unravel_index(np.arange(c_in * kh * kw), (c_in, kh, kw))
+    return np.stack([c, y, x], axis=1), np.arange(int(shape[0]))
+
+
+def to_networkx(mask: Any, weight: Any = None) -> nx.Graph:
+    """The layer as an undirected ``networkx.Graph`` for exploration.
+
+    Nodes ``0 … n_in−1`` are inputs (attribute ``bipartite=0``, ``label=(channel, ky, kx)``);
+    nodes ``n_in … n_in+n_out−1`` are outputs (``bipartite=1``, ``label=channel``). Every node is
+    present, isolated ones included. One edge per mask entry equal to 1, with attribute
+    ``weight = |w|`` (the |W⊙M| of hoang2023a) if ``weight`` is given, else 1.0.
+    For large layers prefer :func:`biadjacency`; this builds Python objects per edge.
+    """
+    m, w = check_layer(mask, weight)
+    n_in, n_out = layer_dims(m.shape)
+    values = np.abs(w * m) if w is not None else m.astype(np.float64)
+    ins, outs = node_labels(m.shape)
+    g = nx.Graph()
+    g.add_nodes_from((i, {"bipartite": 0, "label": tuple(int(v) for v in ins[i])}) for i in range(n_in))
+    g.add_nodes_from((n_in + j, {"bipartite": 1, "label": int(j)}) for j in range(n_out))
+    rows2d = m.reshape(n_out, -1)
+    vals2d = values.reshape(n_out, -1)
+    j_idx, i_idx = np.nonzero(rows2d)
+    g.add_weighted_edges_from(
+        (int(i), n_in + int(j), float(vals2d[j, i])) for j, i in zip(j_idx, i_idx)
+    )
+    return g
+
+
+def node_counts(b: sp.csr_matrix) -> tuple[int, int, int]:
+    """``(n_edges, n_left, n_right)``: stored entries and non-isolated rows / columns of ``b``."""
+    n_left = int(np.count_nonzero(np.diff(b.indptr)))
+    n_right = int(np.count_nonzero(np.bincount(b.indices, minlength=b.shape[1])))
+    return int(b.nnz), n_left, n_right
+
+
+def degree_classes(b: sp.csr_matrix) -> list[tuple[int, np.ndarray]]:
+    """Input nodes grouped by exact degree (spec §3.2, §3.4): ``[(d, row_indices), ...]``.
+
+    Classes are listed in order of first occurrence in input-index order, like the references'
+    ``collections.Counter``; rows within a class are increasing. Degree 0 is included (the
+    conventions skip it).
+    """
+    deg = np.diff(b.indptr)
+    values, first = np.unique(deg, return_index=True)
+    order = np.argsort(deg, kind="stable")
+    bounds = np.searchsorted(deg[order], values)
+    bounds = np.append(bounds, len(deg))
+    classes = [(int(values[i]), order[bounds[i] : bounds[i + 1]]) for i in range(len(values))]
+    return [classes[i] for i in np.argsort(first, kind="stable")]

@@ -1,0 +1,184 @@
+"""The ``hoang2023a`` convention: Δr, Δr_imdb, λ, λ_imsg (NeurIPS 2023 code).
+
+Rules from ``ScottHoang/dst-ram-pruning@73bb598 sparselearning/ramanujan.py`` as specified in
+``../shared/specs/metrics.md`` §2.3, §3.3, §3.4 and §9:
+
+* unweighted metrics on the mask ``M``; weighted ones on ``|W⊙M|`` whose *nonzeros* give the
+  structure, isolated-node filter and degree test;
+* full graph: left = outputs. Valid iff mean fan-in of the non-isolated outputs ≥ 3 and mean
+  fan-out of the non-isolated inputs > 1 (exact integer form: ``E ≥ 3·n_out``, ``E > n_in``);
+* degree classes of the inputs (mask degree d, k inputs): skipped if d = 0 or k < 2; kept iff
+  d ≥ 3 and k·d/o > 1 (left = the class's inputs, o = outputs it touches); each term multiplied by
+  the Cheeger-like factor ``max(k, o)/(k + o − 1)``.
+
+All inputs are scipy CSR biadjacencies (n_in × n_out) from :mod:`sift_graph.bipartite`; ``bw`` is
+``None`` when no weight is known (weighted metrics are then NaN with reason ``no_weight``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+from .bipartite import degree_classes, node_counts
+from .spectral import top2_singular_values
+
+__all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
+
+NAN = float("nan")
+
+
+def _mixing(sigma2: float, e: int, n_l: int, n_r: int, total_nodes: int) -> float:
+    """Expander-mixing value of ``ramanujan_bounds`` (ramanujan.py, metrics.md §3.3).
+
+    ``(σ2·√(n_L n_R) − |2E − d_L·n_L·n_R/T|)/T`` with ``d_L = E/n_L`` and T the non-isolated node
+    count of the whole layer's mask; ``edge_index.size(1)`` in the reference is 2E.
+    """
+    d_l = e / n_l
+    return (sigma2 * math.sqrt(n_l * n_r) - abs(2 * e - d_l * n_l * n_r / total_nodes)) / total_nodes
+
+
+def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True) -> dict:
+    """Δr and λ of the whole layer (``Ramanujan.full_graph_score``, metrics.md §3.3).
+
+    Returns a dict with ``delta_r``, ``lambda``, ``sigma1``, ``sigma2``, ``lambda_sigma1``,
+    ``lambda_sigma2``, ``full_narc``, ``full_weighted_narc`` and ``reasons`` (list of str).
+    NaN marks an undefined value. ``mask_spectrum=False`` skips the mask's eigensolve (Δr NaN).
+    """
+    out = dict.fromkeys(
+        ["delta_r", "lambda", "sigma1", "sigma2", "lambda_sigma1", "lambda_sigma2",
+         "full_narc", "full_weighted_narc"], NAN)
+    reasons: list[str] = []
+    e, n_in, n_out = node_counts(bm)
+    if e == 0:
+        out["reasons"] = ["no_edges"]
+        return out
+    total_nodes = n_in + n_out
+    if e >= 3 * n_out and e > n_in:  # left = outputs: d_L = E/n_out ≥ 3, d_R = E/n_in > 1
+        if mask_spectrum:
+            s1, s2 = top2_singular_values(bm)
+            out["sigma1"], out["sigma2"] = s1, s2
+            out["delta_r"] = math.sqrt(e / n_out - 1) + math.sqrt(e / n_in - 1) - s2
+            out["full_narc"] = _mixing(s2, e, n_out, n_in, total_nodes)
+    else:
+        reasons.append("degree_rule")
+        if mask_spectrum:
+            out["sigma1"], out["sigma2"] = top2_singular_values(bm)
+    if bw is None:
+        reasons.append("no_weight")
+    else:
+        ew, nw_in, nw_out = node_counts(bw)
+        if ew:
+            out["lambda_sigma1"], out["lambda_sigma2"] = top2_singular_values(bw)
+        if ew and ew >= 3 * nw_out and ew > nw_in:
+            out["lambda"] = out["lambda_sigma1"] - out["lambda_sigma2"]
+            out["full_weighted_narc"] = _mixing(out["lambda_sigma2"], ew, nw_out, nw_in, total_nodes)
+        elif "degree_rule" not in reasons:
+            reasons.append("degree_rule_weighted")
+    out["reasons"] = reasons
+    return out
+
+
+def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True) -> list[dict]:
+    """Per-degree-class terms of ``Ramanujan.iterative_mean_score`` (metrics.md §3.4).
+
+    One dict per class with d ≠ 0 and k ≥ 2, in first-occurrence order: ``degree`` (d),
+    ``k``, ``o``, ``cheeger``, ``delta_r`` (Δr_g, NaN if the class fails d ≥ 3, k·d > o),
+    ``gap`` (λ_g = σ1 − σ2 of |W⊙M|_g, NaN if its own degree rule fails or no weight),
+    ``sigma2``, ``mixing``, ``weighted_mixing``, ``d_left``, ``d_right`` (mask means),
+    ``w_d_left``, ``w_d_right`` (means on the nonzeros of |W⊙M|_g), ``kept`` (in the mean),
+    ``weighted_valid``. ``mask_spectrum=False`` skips the mask eigensolves (Δr_g NaN; which
+    classes are kept depends only on d, k and o).
+    """
+    _, n_in, n_out = node_counts(bm)
+    total_nodes = n_in + n_out
+    rows = []
+    for d, idx in degree_classes(bm):
+        k = len(idx)
+        if d == 0 or k < 2:
+            continue
+        bg = bm[idx]
+        _, _, o = node_counts(bg)
+        rec = {"degree": d, "k": k, "o": o, "cheeger": max(k, o) / (k + o - 1),
+               "d_left": float(d), "d_right": k * d / o, "delta_r": NAN, "sigma2": NAN,
+               "gap": NAN, "mixing": NAN, "weighted_mixing": NAN,
+               "w_d_left": NAN, "w_d_right": NAN, "kept": False, "weighted_valid": False}
+        if d >= 3 and k * d > o:
+            rec["kept"] = True
+            if mask_spectrum:
+                _, s2 = top2_singular_values(bg)
+                rec.update(sigma2=s2, delta_r=math.sqrt(d - 1) + math.sqrt(k * d / o - 1) - s2,
+                           mixing=_mixing(s2, k * d, k, o, total_nodes))
+        if bw is not None:
+            bwg = bw[idx]
+            ew, kw, ow = node_counts(bwg)
+            if ew:
+                rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
+            if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
+                w1, w2 = top2_singular_values(bwg)
+                rec.update(gap=w1 - w2, weighted_valid=True,
+                           weighted_mixing=_mixing(w2, ew, kw, ow, total_nodes))
+        rows.append(rec)
+    return rows
+
+
+def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
+    """Δr_imdb = (1/|K|) Σ_g c_g·Δr_g and λ_imsg = (1/|K|) Σ_g c_g·λ_g over kept classes K.
+
+    Also ``narc`` / ``weighted_narc``: the mean mixing values (no factor), and ``n_subgraphs``
+    = |K|. Empty K (reference: 0) gives NaN with reason ``no_valid_class``; a kept class whose
+    weighted degree rule fails (reference: λ_imsg = inf) gives λ_imsg NaN with reason
+    ``class_degree_rule_weighted``.
+    """
+    kept = [c for c in classes if c["kept"]]
+    out = {"delta_r_imdb": NAN, "lambda_imsg": NAN, "narc": NAN, "weighted_narc": NAN,
+           "n_subgraphs": len(kept), "reasons": []}
+    if not kept:
+        out["reasons"].append("no_valid_class")
+        return out
+    out["delta_r_imdb"] = float(np.mean([c["cheeger"] * c["delta_r"] for c in kept]))
+    out["narc"] = float(np.mean([c["mixing"] for c in kept]))
+    if not weighted:
+        return out
+    if all(c["weighted_valid"] for c in kept):
+        out["lambda_imsg"] = float(np.mean([c["cheeger"] * c["gap"] for c in kept]))
+        out["weighted_narc"] = float(np.mean([c["weighted_mixing"] for c in kept]))
+    else:
+        out["reasons"].append("class_degree_rule_weighted")
+    return out
+
+
+def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None) -> dict:
+    """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
+    full = full_graph_score(bm, bw)
+    reasons = full.pop("reasons")
+    if "no_edges" in reasons:
+        it = iterative_mean_score([], bw is not None)
+        it["reasons"] = []
+    else:
+        it = iterative_mean_score(class_scores(bm, bw), bw is not None)
+    reasons += it.pop("reasons")
+    e, n_left, n_right = node_counts(bm)
+    out = {
+        "delta_r": full["delta_r"],
+        "delta_r_imdb": it["delta_r_imdb"],
+        "lambda": full["lambda"],
+        "lambda_imsg": it["lambda_imsg"],
+        "sigma1": full["sigma1"],
+        "sigma2": full["sigma2"],
+        "lambda_sigma1": full["lambda_sigma1"],
+        "lambda_sigma2": full["lambda_sigma2"],
+        "n_left": n_left,
+        "n_right": n_right,
+        "n_edges": e,
+        "d_left": e / n_left if n_left else NAN,
+        "d_right": e / n_right if n_right else NAN,
+        "n_subgraphs": it["n_subgraphs"],
+        "narc": it["narc"],
+        "weighted_narc": it["weighted_narc"],
+        "full_narc": full["full_narc"],
+        "full_weighted_narc": full["full_weighted_narc"],
+    }
+    out["reason"] = ";".join(dict.fromkeys(reasons))
+    return out

@@ -1,0 +1,193 @@
+"""Top-two singular values of a biadjacency matrix, exact in float64 and deterministic.
+
+Spec: ``../shared/specs/metrics.md`` §4, §8, §9.2; solver choice from ``ecosystem.md`` §4.
+The references take the 3rd largest ``|eig|`` of the bipartite adjacency ``[[0, B], [Bᵀ, 0]]``
+(float32 ARPACK, random start). That number is σ2(B) exactly, because the adjacency spectrum is
+``{±σ_i(B)} ∪ {0, …}``; so we compute σ1 ≥ σ2 of B itself:
+
+* isolated rows/columns are dropped (they change no nonzero singular value);
+* a graph with several connected components is solved per component and the values merged
+  (the spectrum of a block-diagonal matrix is the union of its blocks' spectra): identical
+  components then give σ1 = σ2 bit for bit, so the gap of ``lin64_blockdiag_tie`` is exactly 0;
+* up to ``GRAM_MAX_SIDE`` nodes on the smaller side: the Gram matrix of the smaller side,
+  formed sparse (cost Σ_rows nnz²) or by dense BLAS in row chunks (cost n_big·m²), whichever the
+  cost model says is cheaper, then a dense symmetric eigensolve of the top two eigenvalues.
+  A 0/1 Gram is formed in float32 BLAS: its entries are integer counts < 2²⁴, so the result is
+  exact, and twice as fast as float64;
+* rank-deficient blocks (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
+  ≈ √eps·σ1 (spec §8), are recomputed by SVD;
+* larger smaller sides: ``svds(k=2, solver="arpack", tol=0)`` with a fixed start vector.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import svds
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["top2_singular_values", "blas_threads", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
+
+#: Largest smaller side (nodes) solved through a dense Gram; above it, ARPACK on B.
+#: A 4096² float64 Gram is 134 MB and its eigensolve ≈ 2-3 s; svds wins beyond (ecosystem.md §4.2).
+GRAM_MAX_SIDE = 4096
+#: σ2/σ1 below which the Gram is not trusted and SVD is used (metrics.md §8: passes all 448
+#: test-vector matrices at 1e-9·σ1).
+RANK_DEFICIENT_RTOL = 1e-6
+#: Measured on the 2-core (AVX-512) dev machine: scipy's sparse matmul ≈ 0.22 GMAC/s, OpenBLAS
+#: dgemm ≈ 45 GMAC/s per core; dense wins when it needs < 150× the sparse multiply-adds.
+_DENSE_SPEEDUP = 150.0
+#: Dense products (MACs) and eigenproblems (side) large enough to use every core.
+_THREADED_MACS = 2e8
+_THREADED_SIDE = 1000
+#: Rows per dense chunk when forming a Gram with BLAS (bounds memory to chunk·m·8 bytes).
+_CHUNK_ROWS = 2048
+#: Smaller sides at or below this use numpy's full eigvalsh; above, LAPACK evr for the top 2 only.
+_FULL_EIG_MAX = 256
+_MAX_DENSE_SVD_ENTRIES = 20_000_000
+
+_CONTROLLER = ThreadpoolController()
+_N_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def blas_threads(n: int | None = 1):
+    """Context manager limiting BLAS/OpenMP threads (``None``: all available cores).
+
+    Many small eigenproblems run far slower with >1 BLAS thread on a loaded 2-core machine
+    (ecosystem.md §4.4), so metric code runs under ``blas_threads(1)`` and re-opens the pool
+    only around large dense products.
+    """
+    return _CONTROLLER.limit(limits=_N_CORES if n is None else n)
+
+
+def _fixed_v0(n: int) -> np.ndarray:
+    """Deterministic ARPACK start vector (not ones: that is σ1's vector of a biregular graph)."""
+    return np.random.default_rng(20230724).standard_normal(n)
+
+
+def _compress(b: sp.csr_matrix) -> sp.csr_matrix:
+    """Drop all-zero rows and columns; orient so that columns are the smaller side."""
+    b = b.tocsr()
+    rows = np.flatnonzero(np.diff(b.indptr))
+    cols = np.flatnonzero(np.bincount(b.indices, minlength=b.shape[1]))
+    if len(rows) != b.shape[0] or len(cols) != b.shape[1]:
+        b = b[rows][:, cols]
+    if b.shape[1] > b.shape[0]:
+        b = b.T.tocsr()
+    b.sort_indices()
+    return b
+
+
+def _gram(b: sp.csr_matrix) -> np.ndarray:
+    """``BᵀB`` (m × m, float64, dense) of the compressed matrix ``b`` (n × m, m ≤ n)."""
+    n, m = b.shape
+    row_nnz = np.diff(b.indptr).astype(np.float64)
+    sparse_cost = float(row_nnz @ row_nnz)
+    dense_cost = float(n) * m * m
+    if dense_cost > _DENSE_SPEEDUP * sparse_cost:
+        return (b.T @ b).toarray()
+    binary = n < 2**24 and bool(np.all(b.data == 1.0))
+    dtype = np.float32 if binary else np.float64
+    g = np.zeros((m, m), dtype=dtype)
+    with blas_threads(None if dense_cost >= _THREADED_MACS else 1):
+        for start in range(0, n, _CHUNK_ROWS):
+            d = b[start : start + _CHUNK_ROWS].toarray().astype(dtype, copy=False)
+            g += d.T @ d
+    return g.astype(np.float64, copy=False)
+
+
+def _top2_eigvalsh(g: np.ndarray) -> np.ndarray:
+    m = g.shape[0]
+    if m <= _FULL_EIG_MAX:
+        ev = np.linalg.eigvalsh(g)[-2:]
+    else:
+        with blas_threads(None if m >= _THREADED_SIDE else 1):
+            ev = sla.eigh(g, eigvals_only=True, subset_by_index=[m - 2, m - 1], driver="evr")
+    return np.sqrt(np.clip(ev[::-1], 0.0, None))
+
+
+def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
+    n, m = b.shape
+    if n * m <= _MAX_DENSE_SVD_ENTRIES:
+        s = np.linalg.svd(b.toarray(), compute_uv=False)
+        return s[:2]
+    return _top2_arpack(b)
+
+
+def _top2_arpack(b: sp.csr_matrix) -> np.ndarray:
+    m = b.shape[1]
+    s = svds(
+        b,
+        k=2,
+        ncv=min(40, m),  # 20 → 40 against clustered spectra (scipy#26112, ecosystem.md §4.4)
+        tol=0,
+        v0=_fixed_v0(m),
+        solver="arpack",
+        return_singular_vectors=False,
+    )
+    return np.sort(s)[::-1]
+
+
+def _components(b: sp.csr_matrix) -> tuple[int, np.ndarray]:
+    """Connected components of the bipartite graph of ``b`` (labels: rows, then columns)."""
+    n, m = b.shape
+    indptr = np.concatenate([b.indptr, np.full(m, b.indptr[-1], dtype=b.indptr.dtype)])
+    adj = sp.csr_matrix((b.data, b.indices + n, indptr), shape=(n + m, n + m))
+    return connected_components(adj, directed=True, connection="weak")
+
+
+def _top2_connected(b: sp.csr_matrix) -> np.ndarray:
+    n, m = b.shape
+    if m == 1:
+        return np.array([np.sqrt(b.data @ b.data), 0.0])
+    if m > GRAM_MAX_SIDE:
+        return _top2_arpack(b)
+    s = _top2_eigvalsh(_gram(b))
+    if s[1] < RANK_DEFICIENT_RTOL * s[0]:
+        s = _top2_svd(b)
+    return s
+
+
+def top2_singular_values(b: sp.spmatrix | np.ndarray) -> tuple[float, float]:
+    """Largest two singular values ``(σ1, σ2)`` of ``b``, with multiplicity.
+
+    Parameters
+    ----------
+    b : scipy.sparse matrix or ndarray
+        Biadjacency (or any) matrix; converted to float64 CSR.
+
+    Returns
+    -------
+    (float, float)
+        σ1 ≥ σ2 ≥ 0. A matrix with no nonzeros gives (0, 0); a single row or column gives σ2 = 0.
+    """
+    b = sp.csr_matrix(b, dtype=np.float64)
+    if np.any(b.data == 0.0):
+        b = b.copy()
+        b.eliminate_zeros()
+    if b.nnz == 0:
+        return 0.0, 0.0
+    b = _compress(b)
+    n_comp, labels = _components(b)
+    if n_comp == 1:
+        s = _top2_connected(b)
+    else:
+        n = b.shape[0]
+        row_lab, col_lab = labels[:n], labels[n:]
+        row_order = np.argsort(row_lab, kind="stable")
+        col_order = np.argsort(col_lab, kind="stable")
+        row_cut = np.searchsorted(row_lab[row_order], np.arange(n_comp + 1))
+        col_cut = np.searchsorted(col_lab[col_order], np.arange(n_comp + 1))
+        vals = []
+        for c in range(n_comp):
+            rows = row_order[row_cut[c] : row_cut[c + 1]]
+            cols = col_order[col_cut[c] : col_cut[c + 1]]
+            block = b[rows][:, cols]
+            if block.shape[1] > block.shape[0]:
+                block = block.T.tocsr()
+            vals.extend(_top2_connected(block))
+        s = np.sort(vals)[::-1][:2]
+    return float(s[0]), float(s[1])

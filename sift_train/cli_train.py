@@ -1,0 +1,103 @@
+"""``python -m sift_train train ...`` and ``python -m sift_train sweep ...`` (thin layer over
+:func:`sift_train.train.train` and :func:`sift_train.sweep.run_sweep`)."""
+from __future__ import annotations
+
+import argparse
+
+from .config import PRESETS, make_config
+from .datasets import DATASETS
+from .distributions import DISTRIBUTIONS
+from .methods import METHODS
+from .schedule import ANNEALS
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 60,120,160, got {text!r}")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train one model into a run folder",
+                       description="Train one (Sparse-IFT) model with static/SET/RigL sparse training "
+                                   "and write a run folder (docs/run-format.md). Unset options come "
+                                   "from --preset (default: 'cifar' for CIFAR, 'digits' otherwise).")
+    p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("model and data")
+    g.add_argument("--preset", choices=sorted(PRESETS))
+    g.add_argument("--model", choices=["resnet18", "mlp", "cnn"])
+    g.add_argument("--dataset", choices=sorted(DATASETS))
+    g.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ or cifar-100-python/")
+    g.add_argument("--family", choices=["dense", "wide", "parallel", "factorized", "doped"])
+    g.add_argument("--sparsity", type=float, help="nominal sparsity s of the transformation")
+    g.add_argument("--variant", choices=["paper", "official"],
+                   help="paper text or released-code behaviour (docs/training.md)")
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("sparse training")
+    g.add_argument("--method", choices=sorted(METHODS))
+    g.add_argument("--distribution", choices=list(DISTRIBUTIONS))
+    g.add_argument("--iso-flop", type=_bool, metavar="BOOL",
+                   help="use the Iso-FLOP mask-sparsity search where available (default true)")
+    g.add_argument("--update-interval", type=int, metavar="STEPS", help="ΔT between mask updates (100)")
+    g.add_argument("--drop-fraction", type=float, metavar="ALPHA", help="initial drop fraction α0 (0.3)")
+    g.add_argument("--anneal", choices=list(ANNEALS), help="drop-fraction decay (cosine)")
+    g.add_argument("--end-fraction", type=float, help="stop mask updates at this fraction of steps (0.75)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--optimizer", choices=["sgd", "adam"])
+    g.add_argument("--lr", type=float)
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--nesterov", type=_bool, metavar="BOOL")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--milestones", type=_milestones, metavar="E1,E2,...", help="LR decay epochs")
+    g.add_argument("--lr-gamma", type=float, help="LR factor at each milestone (0.2)")
+    g = p.add_argument_group("recording")
+    g.add_argument("--snapshot-every", type=int, metavar="STEPS",
+                   help="also snapshot every N steps (default 0: epoch ends and mask updates only)")
+    g.add_argument("--eval-batch-size", type=int)
+    p.set_defaults(func=_train)
+
+    s = sub.add_parser("sweep", help="train a grid of runs (families x sparsities x methods)",
+                       description="Train every combination of a sweep preset into OUT/<run name>; "
+                                   "finished runs are skipped and interrupted ones resumed.")
+    s.add_argument("--preset", default="demo", help="sweep preset (default demo)")
+    s.add_argument("--out", required=True, help="folder for the run folders")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (default 1)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_sweep)
+
+
+_CONFIG_FLAGS = ("model", "dataset", "data_dir", "family", "sparsity", "variant", "seed", "method",
+                 "distribution", "iso_flop", "update_interval", "drop_fraction", "anneal", "end_fraction",
+                 "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                 "milestones", "lr_gamma", "snapshot_every", "eval_batch_size")
+
+
+def _train(args) -> int:
+    from .train import train
+
+    cfg = make_config(args.preset, **{k: getattr(args, k) for k in _CONFIG_FLAGS})
+    info = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    print(f"{args.out}: step {info['step']}, epoch {info['epoch']}, test accuracy {info['test_acc']:.4f}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from .sweep import run_sweep
+
+    run_sweep(args.preset, args.out, device=args.device, jobs=args.jobs, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,125 @@
+"""Training configuration: a dataclass whose defaults are the paper's CIFAR-100 ResNet-18 recipe, plus
+named presets (sparse-ift.md §4; §6.1 for what ``variant`` switches)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from .datasets import dataset_info
+from .distributions import DISTRIBUTIONS
+from .schedule import ANNEALS
+
+VARIANTS = ("paper", "official")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults: the paper's CIFAR-100 recipe (sparse-ift.md §4, ``BASE``/``LAUNCH``).
+
+    ``variant`` selects, besides the model's own switches (``build_model``), three training switches
+    of sparse-ift.md §6.1:
+
+    ============================  ==========================  ===============================
+    switch                        ``paper``                   ``official`` (released code)
+    ============================  ==========================  ===============================
+    initial masks                 exact count, random         Bernoulli(1 - s) per entry
+    weight decay on BN and bias   no                          yes
+    LR milestone ``m``            from epoch ``m`` (0-idx.)   from epoch ``m + 1`` (MAIN:680)
+    ============================  ==========================  ===============================
+    """
+
+    # what is trained
+    model: str = "resnet18"
+    dataset: str = "cifar100"
+    family: str = "wide"
+    sparsity: float = 0.75
+    variant: str = "paper"
+    # sparse training (sparse-ift.md §2.5, LAUNCH:63-71)
+    method: str = "rigl"
+    distribution: str = "uniform"
+    iso_flop: bool = True  # mask sparsity from the Iso-FLOP search where sift_train.isoflop has one
+    update_interval: int = 100  # ΔT
+    drop_fraction: float = 0.3  # α0
+    anneal: str = "cosine"
+    end_fraction: float = 0.75  # mask updates stop at 75 % of all steps (DYN:99-102)
+    # optimisation (BASE:2-10, MAIN:534-539)
+    epochs: int = 200
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = (60, 120, 160)
+    lr_gamma: float = 0.2
+    # bookkeeping
+    seed: int = 0
+    data_dir: str | None = None
+    snapshot_every: int = 0  # 0: snapshot at every epoch end and every mask update; N: also every N steps
+    eval_batch_size: int = 1000
+    preset: str = "cifar"
+
+    def __post_init__(self):
+        dataset_info(self.dataset)
+        _choice("variant", self.variant, VARIANTS)
+        _choice("distribution", self.distribution, DISTRIBUTIONS)
+        _choice("anneal", self.anneal, ANNEALS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        for name in ("epochs", "batch_size", "update_interval", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        if not 0.0 < self.end_fraction <= 1.0:
+            raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# Presets: overrides of the dataclass defaults. "cifar" is the paper recipe itself; "digits" is a
+# CPU-sized recipe for the bundled 8x8 digits (1,437 training images -> 23 steps per epoch at batch 64).
+PRESETS: dict[str, dict] = {
+    "cifar": {},
+    "digits": dict(model="cnn", dataset="digits", epochs=30, batch_size=64, lr=0.05,
+                   milestones=(15, 25), update_interval=20, eval_batch_size=2000),
+}
+
+
+def preset_for(dataset: str) -> str:
+    return "cifar" if dataset.startswith("cifar") else "digits"
+
+
+def make_config(preset: str | None = None, **overrides) -> TrainConfig:
+    """``TrainConfig`` from a preset (default: by dataset) and explicit overrides (``None`` = unset)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    dataset = overrides.get("dataset")
+    name = preset or preset_for(dataset or PRESETS["digits"]["dataset"])
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return replace(TrainConfig(), **{**PRESETS[name], "preset": name, **overrides})
+
+
+def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
+    """MultiStep LR (×``lr_gamma`` per passed milestone); ``official`` applies each one epoch late."""
+    late = cfg.variant == "official"
+    passed = sum(1 for m in cfg.milestones if (epoch > m if late else epoch >= m))
+    return cfg.lr * cfg.lr_gamma ** passed
+
+
+def _choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+
+
+__all__ = ["TrainConfig", "PRESETS", "make_config", "lr_at_epoch", "preset_for"]

@@ -1,0 +1,20 @@
+"""Sparse training methods by name: ``static``, ``set``, ``rigl`` (sparse-ift.md §2.4-2.6)."""
+from __future__ import annotations
+
+from .base import DropAndGrow, MaskMethod, drop_by_magnitude, grow_top
+from .rigl import RigL
+from .set import SET
+from .static import Static
+
+METHODS: dict[str, type[MaskMethod]] = {cls.name: cls for cls in (Static, SET, RigL)}
+
+
+def get_method(name: str) -> MaskMethod:
+    try:
+        return METHODS[name]()
+    except KeyError:
+        raise ValueError(f"unknown sparse training method {name!r}; expected one of {sorted(METHODS)}") from None
+
+
+__all__ = ["METHODS", "get_method", "MaskMethod", "DropAndGrow", "drop_by_magnitude", "grow_top",
+           "Static", "SET", "RigL"]

@@ -1,0 +1,95 @@
+"""Small models for 8x8 (digits) or 28x28 inputs, built through the same transformations as ResNet-18.
+
+First and last layers are dense and untransformed; every hidden layer is transformed and, when
+``sparsity > 0``, sparse (spec §1.6 convention). Sparse Wide widens every hidden width (so also the
+dense first layer's output and the dense last layer's input).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..transforms import transform
+from ..widths import check_family, check_sparsity, check_variant, wide_width
+from .init import materialize
+
+
+def _setup(family: str, sparsity: float, variant: str, where: str) -> tuple[str, float]:
+    check_family(family)
+    check_variant(variant)
+    s = check_sparsity(sparsity, where)
+    return ("dense" if s == 0 else family), s
+
+
+def _width(width: int, family: str, s: float, variant: str) -> int:
+    return wide_width(width, s, variant) if family == "wide" else width
+
+
+class MLP(nn.Module):
+    """``flatten -> fc_in -> ReLU -> [hidden_i -> ReLU]* -> fc_out``."""
+
+    def __init__(self, fc_in: nn.Module, hidden: list[nn.Module], fc_out: nn.Module):
+        super().__init__()
+        self.fc_in, self.hidden, self.fc_out = fc_in, nn.ModuleList(hidden), fc_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.fc_in(torch.flatten(x, 1)))
+        for layer in self.hidden:
+            out = F.relu(layer(out))
+        return self.fc_out(out)
+
+
+def mlp(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense", sparsity: float = 0.0,
+        variant: str = "paper", *, hidden: tuple[int, ...] = (256, 256, 256),
+        device: torch.device | str | None = None) -> MLP:
+    """MLP with ``len(hidden) - 1`` transformed hidden layers (``hidden[i] -> hidden[i+1]``)."""
+    family, s = _setup(family, sparsity, variant, "mlp")
+    if len(hidden) < 2:
+        raise ValueError(f"mlp: need at least two hidden widths to have a hidden layer, got {hidden}")
+    widths = [_width(h, family, s, variant) for h in hidden]
+    d_in = in_shape[0] * in_shape[1] * in_shape[2]
+    with torch.device("meta"):
+        layers = [
+            transform(nn.Linear(a, b), "dense" if family == "wide" else family, s, variant=variant,
+                      branch_act=nn.ReLU, where=f"hidden.{i}")
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+        ]
+        model = MLP(nn.Linear(d_in, widths[0]), layers, nn.Linear(widths[-1], num_classes))
+    return materialize(model, device)
+
+
+class CNN(nn.Module):
+    """``stem (conv3x3, BN, ReLU) -> [unit_i -> ReLU]* -> global avg pool -> fc``."""
+
+    def __init__(self, stem: nn.Module, units: list[nn.Module], fc: nn.Module):
+        super().__init__()
+        self.stem, self.units, self.fc = stem, nn.ModuleList(units), fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.stem(x))
+        for unit in self.units:
+            out = F.relu(unit(out))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense", sparsity: float = 0.0,
+        variant: str = "paper", *, width: int = 16, device: torch.device | str | None = None) -> CNN:
+    """Small CNN: dense stem ``C -> w``, transformed 3x3 units ``w -> 2w`` (stride 2), ``2w -> 2w``,
+    ``2w -> 4w`` (stride 2), each followed by BN and ReLU, then a dense classifier."""
+    family, s = _setup(family, sparsity, variant, "cnn")
+    w = _width(width, family, s, variant)
+    plan = ((w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2))
+    with torch.device("meta"):
+        stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=False),
+                                         bn=nn.BatchNorm2d(w)))
+        units = [
+            transform(nn.Conv2d(a, b, 3, stride, 1, bias=False), "dense" if family == "wide" else family,
+                      s, variant=variant, norm=nn.BatchNorm2d,
+                      branch_act=lambda: nn.ReLU(inplace=True), where=f"units.{i}")
+            for i, (a, b, stride) in enumerate(plan)
+        ]
+        model = CNN(stem, units, nn.Linear(4 * w, num_classes))
+    return materialize(model, device)

@@ -1,0 +1,166 @@
+"""Writer of the run folder (``docs/run-format.md``, format version 1). Every write is atomic."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "sift-run"
+FORMAT_VERSION = 1
+METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "flops"]
+REASONS = ("init", "epoch_end", "mask_update", "final", "every")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file in ``path``'s folder, then ``os.replace`` it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def versions() -> dict[str, str]:
+    import sift_train
+
+    return {"sift": sift_train.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__}
+
+
+def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str,
+                    tensors: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """npz bytes of one snapshot: ``meta`` JSON and per tensor ``shape``, packed ``mask``, ``values``."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown snapshot reason {reason!r}; expected one of {REASONS}")
+    arrays: dict[str, np.ndarray] = {}
+    for name, (mask, weight) in tensors.items():
+        mask = np.asarray(mask, dtype=bool)
+        arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
+        arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
+        arrays[f"{name}/values"] = np.asarray(weight, dtype=np.float32).reshape(-1)[mask.reshape(-1)]
+    meta = {"step": int(step), "epoch": float(epoch),
+            "test_acc": None if test_acc is None else float(test_acc),
+            "reason": reason, "tensors": list(tensors)}
+    arrays["meta"] = np.array(json.dumps(meta))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+class RunDir:
+    """One run folder: ``config.json``, ``metrics.csv``, ``snapshots/``, ``checkpoint/last.pt``, ``done.json``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.snapshots = self.path / "snapshots"
+        self.checkpoint = self.path / "checkpoint" / "last.pt"
+        self._rows: list[dict] = []
+
+    # ------------------------------------------------------------------ state of the folder
+    @property
+    def done(self) -> bool:
+        return (self.path / "done.json").is_file()
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def is_empty(self) -> bool:
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    def create(self) -> None:
+        self.snapshots.mkdir(parents=True, exist_ok=True)
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ config
+    def write_config(self, config: dict, mask_sparsity: dict[str, float],
+                     sparse_tensors: dict[str, tuple[int, ...]]) -> None:
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": config,
+            "mask_sparsity": {n: float(s) for n, s in mask_sparsity.items()},
+            "sparse_tensors": {n: {"shape": list(shape)} for n, shape in sparse_tensors.items()},
+            "versions": versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        atomic_write_bytes(self.path / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+    def read_config(self) -> dict:
+        file = self.path / "config.json"
+        try:
+            return json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{file}: cannot read the run's config ({exc})") from None
+
+    # ------------------------------------------------------------------ metrics
+    def append_metrics(self, row: dict) -> None:
+        """Add one row and rewrite ``metrics.csv`` atomically (small file; never half-written)."""
+        self._rows.append({c: row.get(c) for c in METRICS_COLUMNS})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in self._rows:
+            writer.writerow({k: _fmt(v) for k, v in r.items()})
+        atomic_write_bytes(self.path / "metrics.csv", buf.getvalue().encode())
+
+    # ------------------------------------------------------------------ snapshots
+    def write_snapshot(self, step: int, epoch: float, test_acc: float | None, reason: str,
+                       tensors: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+        path = self.snapshots / f"step_{step:08d}.npz"
+        atomic_write_bytes(path, encode_snapshot(step, epoch, test_acc, reason, tensors))
+        return path
+
+    # ------------------------------------------------------------------ resume
+    def save_checkpoint(self, state: dict) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.checkpoint, buf.getvalue())
+
+    def load_checkpoint(self, map_location=None) -> dict:
+        try:
+            return torch.load(self.checkpoint, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
+            raise ValueError(f"{self.checkpoint}: cannot read the checkpoint ({exc})") from None
+
+    def rewind(self, step: int) -> None:
+        """Forget what was written after ``step`` (metrics rows, snapshots): the state of the last
+        checkpoint, from which a resumed run writes them again identically."""
+        self._rows = []
+        file = self.path / "metrics.csv"
+        if file.is_file():
+            with file.open(newline="") as f:
+                self._rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        for snap in self.snapshots.glob("step_*.npz"):
+            if int(snap.stem.split("_")[1]) > step:
+                snap.unlink()
+        if self._rows or file.is_file():
+            self._rows, rows = [], self._rows
+            for r in rows:
+                self.append_metrics(r)
+
+    def write_done(self, info: dict) -> None:
+        atomic_write_bytes(self.path / "done.json", (json.dumps(info) + "\n").encode())
+
+
+def _fmt(v) -> str:
+    if v is None or v == "":
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)

@@ -1,0 +1,99 @@
+"""Grids of training runs (families x sparsities x methods), one run folder each, restartable:
+finished runs (``done.json``) are skipped and interrupted ones resumed from their checkpoint."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import TrainConfig, make_config
+
+
+@dataclass(frozen=True)
+class SweepPreset:
+    families: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    methods: tuple[str, ...]
+    base: dict  # make_config overrides shared by every run (preset, dataset, epochs, ...)
+    dense_baseline: bool = True  # one extra dense run (sparsity 0)
+
+
+SWEEPS: dict[str, SweepPreset] = {
+    # digits, small CNN: 20 epochs x 23 steps; ΔT = 20 -> 16 mask updates per dynamic run, ~37 snapshots
+    # per run. 37 runs; a few minutes on 2 CPU cores (docs/training.md).
+    "demo": SweepPreset(
+        families=("wide", "parallel", "factorized", "doped"),
+        sparsities=(0.5, 0.75, 0.9),
+        methods=("static", "set", "rigl"),
+        base=dict(preset="digits", dataset="digits", model="cnn", epochs=20, update_interval=20, seed=0),
+    ),
+}
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """Descriptive folder name, e.g. ``cnn-wide-s0.75-rigl-seed0`` (``cnn-dense-seed0`` for dense)."""
+    if cfg.sparsity == 0.0:
+        return f"{cfg.model}-dense-seed{cfg.seed}"
+    return f"{cfg.model}-{cfg.family}-s{cfg.sparsity:g}-{cfg.method}-seed{cfg.seed}"
+
+
+def sweep_configs(preset: str) -> list[TrainConfig]:
+    try:
+        sp = SWEEPS[preset]
+    except KeyError:
+        raise ValueError(f"unknown sweep preset {preset!r}; expected one of {sorted(SWEEPS)}") from None
+    base = dict(sp.base)
+    name = base.pop("preset", None)
+    cfgs = [make_config(name, family="dense", sparsity=0.0, method="static", **base)] if sp.dense_baseline else []
+    cfgs += [make_config(name, family=f, sparsity=s, method=m, **base)
+             for f in sp.families for s in sp.sparsities for m in sp.methods]
+    return cfgs
+
+
+def _one(args) -> tuple[str, str, float | None, float]:
+    cfg, out, device, progress = args
+    import torch
+
+    from .rundir import RunDir
+    from .train import train
+
+    torch.set_num_threads(1)
+    run = RunDir(out)
+    if run.done:
+        return run.path.name, "skipped (done)", None, 0.0
+    status = "resumed" if run.has_checkpoint else "trained"
+    t = time.perf_counter()
+    info = train(cfg, out, resume=True, device=device, progress=progress)
+    return run.path.name, status, info["test_acc"], time.perf_counter() - t
+
+
+def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 0,
+              progress: bool = True) -> list[tuple[str, str, float | None, float]]:
+    """Train every run of ``preset`` into ``out/<run_name>``; ``jobs`` parallel processes
+    (0: one per CPU core, at most 4). Prints one line per run; returns those lines' fields."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfgs = sweep_configs(preset)
+    jobs = jobs or min(os.cpu_count() or 1, 4)
+    tasks = [(cfg, str(out / run_name(cfg)), device, progress and jobs == 1) for cfg in cfgs]
+    results = []
+    t0 = time.perf_counter()
+
+    def report(i, r):
+        name, status, acc, secs = r
+        acc_s = "" if acc is None else f"  test acc {acc:.4f}"
+        print(f"[{i:>3}/{len(tasks)}] {name:<40} {status:<16}{acc_s}  {secs:6.1f} s", file=sys.stderr)
+        results.append(r)
+
+    if jobs == 1 or device != "cpu":
+        for i, task in enumerate(tasks, 1):
+            report(i, _one(task))
+    else:
+        with mp.get_context("spawn").Pool(jobs) as pool:
+            for i, r in enumerate(pool.imap_unordered(_one, tasks), 1):
+                report(i, r)
+    print(f"sweep {preset!r}: {len(tasks)} runs in {out} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return results

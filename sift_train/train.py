@@ -1,0 +1,266 @@
+"""The training loop: build data, model, masks and optimizer from a :class:`TrainConfig`, train, evaluate,
+and write the run folder (``docs/run-format.md``); resumes from the last epoch-end checkpoint."""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import accounting
+from .config import TrainConfig, lr_at_epoch
+from .data import Batches, Dataset, load_dataset, prepare
+from .datasets import dataset_info
+from .distributions import distribute
+from .masking import random_masks
+from .methods import get_method
+from .models import build_model
+from .rundir import RunDir
+from .schedule import UpdateSchedule
+from .sparse_params import sparse_parameters
+from .sparse_training import SparseTraining
+
+
+@dataclass
+class Setup:
+    """Everything a run is made of, built deterministically from the config."""
+
+    cfg: TrainConfig
+    data: Dataset
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    sparse: SparseTraining
+    mask_sparsity: dict[str, float]
+    batches: Batches
+    device: torch.device
+
+
+def mask_sparsity_for(cfg: TrainConfig, model: nn.Module) -> dict[str, float]:
+    """Per-tensor mask sparsity: the distribution of ``cfg.sparsity``, or for ``uniform`` with
+    ``iso_flop`` the Iso-FLOP search's mask sparsity where ``sift_train.isoflop`` provides one."""
+    shapes = {n: tuple(p.shape) for n, p in sparse_parameters(model).items()}
+    if cfg.sparsity == 0.0:
+        return {n: 0.0 for n in shapes}
+    s = cfg.sparsity
+    if cfg.iso_flop and cfg.distribution == "uniform":
+        s = _iso_flop_sparsity(cfg, s)
+    return distribute(cfg.distribution, shapes, s)
+
+
+def _iso_flop_sparsity(cfg: TrainConfig, s: float) -> float:
+    try:
+        from . import isoflop
+    except ImportError:
+        return s
+    search = getattr(isoflop, "mask_sparsity", None)
+    if search is None:
+        return s
+    info = dataset_info(cfg.dataset)
+    return float(search(cfg.model, family=cfg.family, sparsity=s, variant=cfg.variant,
+                        in_shape=info.in_shape, num_classes=info.num_classes))
+
+
+def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
+    """Seeded construction: data, model, initial masks (exact or Bernoulli by variant), optimizer."""
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    data = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed)
+    info = dataset_info(cfg.dataset)
+    model = build_model(cfg.model, in_shape=info.in_shape, num_classes=info.num_classes,
+                        family=cfg.family, sparsity=cfg.sparsity, variant=cfg.variant).to(device)
+    mask_sparsity = mask_sparsity_for(cfg, model)
+    shapes = {n: tuple(p.shape) for n, p in sparse_parameters(model).items()}
+    mask_gen = torch.Generator().manual_seed(cfg.seed)
+    masks = random_masks(shapes, mask_sparsity, mask_gen, exact=cfg.variant == "paper")
+    optimizer = make_optimizer(cfg, model)
+    batches = Batches(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    schedule = UpdateSchedule.for_training(
+        len(batches) * cfg.epochs, cfg.end_fraction, interval=cfg.update_interval,
+        drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
+    sparse = SparseTraining(model, optimizer, masks, mask_sparsity, get_method(cfg.method), schedule,
+                            mask_gen)
+    return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device)
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or Adam; ``paper`` excludes 1-D parameters (BN γ/β, biases) from weight decay
+    (App. C.1), ``official`` decays all (sparse-ift.md §6 item 6)."""
+    params = list(model.parameters())
+    if cfg.variant == "paper":
+        decay = [p for p in params if p.dim() > 1]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+@torch.no_grad()
+def evaluate(setup: Setup) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on the test split."""
+    model, ds = setup.model, setup.data
+    was_training = model.training
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    for x, y, _ in Batches(ds.test, setup.cfg.eval_batch_size, shuffle=False).epoch(0):
+        x, y = prepare(x, ds, False, None).to(setup.device), y.to(setup.device)
+        out = model(x)
+        loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        n += len(y)
+    model.train(was_training)
+    return loss / n, correct / n
+
+
+def snapshot_tensors(setup: Setup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    masks = setup.sparse.masking.masks
+    return {n: (masks[n].cpu().numpy(), p.detach().cpu().float().numpy())
+            for n, p in setup.sparse.masking.params.items()}
+
+
+class _Recorder:
+    """Metrics rows and snapshots of one run (running training means since the previous row)."""
+
+    def __init__(self, setup: Setup, run: RunDir):
+        self.setup, self.run = setup, run
+        self.steps_per_epoch = len(setup.batches)
+        self.info = dataset_info(setup.cfg.dataset)
+        self._flops: tuple[int | None, int] | None = None
+        self.reset()
+
+    def reset(self):
+        self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+
+    def add(self, loss: float, correct: int, n: int):
+        self.loss_sum += loss * n
+        self.correct += correct
+        self.seen += n
+
+    def flops(self) -> int:
+        key = self.setup.sparse.last_update_step
+        if self._flops is None or self._flops[0] != key:
+            active = self.setup.sparse.masking.active_counts()
+            self._flops = (key, accounting.forward_flops(self.setup.model, self.info.in_shape, active))
+        return self._flops[1]
+
+    def record(self, step: int, reason: str | None, lr: float) -> float:
+        test_loss, test_acc = evaluate(self.setup)
+        epoch = step / self.steps_per_epoch
+        self.run.append_metrics({
+            "step": step, "epoch": epoch,
+            "train_loss": self.loss_sum / self.seen if self.seen else None,
+            "train_acc": self.correct / self.seen if self.seen else None,
+            "test_loss": test_loss, "test_acc": test_acc, "lr": lr, "flops": self.flops()})
+        self.reset()
+        if reason is not None:
+            self.run.write_snapshot(step, epoch, test_acc, reason, snapshot_tensors(self.setup))
+        return test_acc
+
+
+def checkpoint_state(setup: Setup, epoch: int) -> dict:
+    state = {"epoch": epoch, "step": setup.sparse.step, "model": setup.model.state_dict(),
+             "optimizer": setup.optimizer.state_dict(), "sparse": setup.sparse.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(setup: Setup, state: dict) -> int:
+    setup.model.load_state_dict(state["model"])
+    setup.optimizer.load_state_dict(state["optimizer"])
+    setup.sparse.load_state_dict(state["sparse"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["epoch"])
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "cpu",
+          progress: bool = True, stop_after_epoch: int | None = None) -> dict:
+    """Train ``cfg`` into the run folder ``out``; returns the ``done.json`` content (or, when stopped
+    early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint."""
+    run = RunDir(out)
+    if run.done:
+        if resume:
+            return _read_done(run)
+        raise ValueError(f"{run.path}: run already finished (done.json); choose another --out")
+    if not run.is_empty() and not resume:
+        raise ValueError(f"{run.path}: folder exists and is not empty; pass --resume to continue it")
+    if resume and run.has_checkpoint:
+        saved = TrainConfig.from_dict(run.read_config()["config"])
+        if saved != cfg:
+            diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict().get(k) != v)
+            raise ValueError(f"{run.path}: --resume with a different config (fields {', '.join(diff)})")
+    setup = build(cfg, device)
+    rec = _Recorder(setup, run)
+    start_epoch = 0
+    if resume and run.has_checkpoint:
+        start_epoch = restore(setup, run.load_checkpoint(map_location=setup.device))
+        run.rewind(setup.sparse.step)
+    else:
+        run.create()
+        shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
+        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes)
+        run.rewind(-1)
+        rec.record(0, "init", lr_at_epoch(cfg, 0))
+    return _loop(setup, run, rec, start_epoch, progress, stop_after_epoch)
+
+
+def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress: bool,
+          stop_after_epoch: int | None) -> dict:
+    cfg, model, opt, sparse, ds = setup.cfg, setup.model, setup.optimizer, setup.sparse, setup.data
+    spe = len(setup.batches)
+    bar = tqdm(total=spe * cfg.epochs, initial=sparse.step, disable=not progress, unit="step",
+               desc=Path(run.path).name, leave=False, dynamic_ncols=True)
+    test_acc = None
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = lr_at_epoch(cfg, epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for x, y, gen in setup.batches.epoch(epoch):
+            x = prepare(x, ds, True, gen).to(setup.device)
+            y = y.to(setup.device)
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = nn.functional.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            rec.add(float(loss.detach()), int((out.argmax(1) == y).sum()), len(y))
+            step = sparse.step
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec.loss_sum / rec.seen:.3f}", acc=f"{rec.correct / rec.seen:.3f}",
+                            test=f"{test_acc:.3f}" if test_acc is not None else "-", refresh=False)
+            if step % spe == 0:
+                continue  # epoch end: recorded below
+            if sparse.last_update_step == step:
+                test_acc = rec.record(step, "mask_update", lr)
+            elif cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                test_acc = rec.record(step, "every", lr)
+        step = sparse.step
+        last = epoch + 1 == cfg.epochs
+        reason = "final" if last else "mask_update" if sparse.last_update_step == step else "epoch_end"
+        test_acc = rec.record(step, reason, lr_at_epoch(cfg, epoch + 1))
+        run.save_checkpoint(checkpoint_state(setup, epoch + 1))
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
+            bar.close()
+            return {"step": step, "epoch": epoch + 1, "test_acc": test_acc, "stopped": True}
+    bar.close()
+    info = {"step": sparse.step, "epoch": cfg.epochs, "test_acc": test_acc}
+    run.write_done(info)
+    return info
+
+
+def _read_done(run: RunDir) -> dict:
+    return json.loads((run.path / "done.json").read_text())

@@ -1,0 +1,138 @@
+"""Parameter and FLOP accounting: closed forms, torch's FLOP counter, and the spec §5 table."""
+from fractions import Fraction
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from sift_train.accounting import (
+    active_counts,
+    forward_flops,
+    layer_table,
+    model_counts,
+    profiler_flops,
+)
+from sift_train.models import build_model, resnet18_cifar
+from sift_train.sparse_params import mark_sparse, sparse_parameters
+
+# spec §5, rows at the nominal mask sparsity (variant="official"):
+# (active params, 2xMAC FLOPs, profiler FLOPs)
+SPEC_ROWS = {
+    ("dense", 0.0): (11_220_132, 1_110_937_700, 1_115_226_800),
+    ("wide", 0.5): (11_120_230, 1_099_981_540, 1_106_018_778),
+    ("wide", 0.75): (11_282_660, 1_114_579_044, 1_123_168_476),
+    ("wide", 0.9): (11_312_454, 1_114_565_636, 1_128_123_175),
+    ("parallel", 0.5): (11_141_796, 1_104_646_244, 1_112_372_312),
+    ("parallel", 0.75): (11_114_148, 1_101_500_516, 1_116_100_268),
+    ("parallel", 0.9): (11_134_340, 1_099_564_164, 1_134_784_685),
+    ("factorized", 0.5): (11_154_190, 1_107_644_516, 1_118_961_379),
+    ("factorized", 0.75): (11_122_936, 1_102_606_436, 1_120_912_746),
+    ("factorized", 0.9): (11_136_280, 1_100_512_292, 1_139_828_955),
+    ("doped", 0.5): (8_380_452, 827_932_772, 832_219_320),
+    ("doped", 0.75): (4_907_172, 484_937_828, 489_228_540),
+    ("doped", 0.9): (2_165_092, 212_216_068, 216_509_253),
+}
+
+
+@pytest.mark.parametrize("family, s", list(SPEC_ROWS))
+def test_official_configs_match_spec_table_at_nominal_masks(family, s):
+    model = resnet18_cifar(100, family, s, "official", device="meta")
+    counts = model_counts(model, (3, 32, 32), sparsity=s)
+    assert (counts.active_params, counts.flops, counts.profiler_flops) == SPEC_ROWS[(family, s)]
+
+
+def test_conv_linear_bn_relu_closed_forms():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(128, 10))
+    rows = {r.kind: r for r in layer_table(model, (3, 8, 8))}
+    conv, bn, relu, fc = rows["Conv2d"], rows["BatchNorm"], rows["ReLU"], rows["Linear"]
+    assert conv.positions == 16 and conv.flops == 2 * 216 * 16 + 8 * 16  # 2 MAC + bias adds
+    assert conv.profiler_flops == 216 * 16 + 215 * 16 + 8 * 16  # (numel - 1) adds per position
+    assert fc.flops == 2 * 1280 + 10 and fc.profiler_flops == 1280 + 127 * 10 + 10
+    assert bn.flops == 0 and bn.profiler_flops == 2 * 8 * 15 + 2 * 128 + 3 * 128 + 8
+    assert relu.profiler_flops == 128 and relu.params == 0
+
+
+@pytest.mark.parametrize("family", ["dense", "wide", "parallel", "factorized", "doped"])
+def test_dense_flops_agree_with_torch_flop_counter(family):
+    model = build_model("resnet18", in_shape=(3, 32, 32), num_classes=100, family=family,
+                        sparsity=0.75, device="meta").eval()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 32, 32, device="meta"))
+    # torch counts 2 x MAC of conv/linear without bias adds; the fc adds 100
+    assert forward_flops(model, (3, 32, 32)) == counter.get_total_flops() + 100
+
+
+def test_masked_flops_scale_each_layer_by_its_density():
+    torch.manual_seed(0)
+    model = build_model("cnn", in_shape=(1, 28, 28), num_classes=10, family="parallel", sparsity=0.5)
+    active = {}
+    for name, p in sparse_parameters(model).items():
+        mask = torch.rand_like(p) < 0.3
+        with torch.no_grad():
+            p.mul_(mask)
+        active[name] = int(mask.sum())
+    modules = dict(model.named_modules())
+    expected = Fraction(10)  # fc bias adds
+    for name, p in model.named_parameters():
+        owner = name.rsplit(".", 1)[0]
+        if name.endswith("weight") and isinstance(modules[owner], (nn.Conv2d, nn.Linear)):
+            expected += _module_flops(model, owner) * Fraction(active.get(name, p.numel()), p.numel())
+    assert forward_flops(model, (1, 28, 28), active) == expected
+
+
+def _module_flops(model, owner):
+    """torch's FLOP count of one module, by hooking its input."""
+    module = dict(model.named_modules())[owner]
+    captured = {}
+    handle = module.register_forward_hook(lambda m, i, o: captured.update(x=i[0]))
+    model.eval()(torch.zeros(1, 1, 28, 28))
+    handle.remove()
+    with FlopCounterMode(display=False) as counter:
+        module(captured["x"])
+    return counter.get_total_flops()
+
+
+def test_active_counts_floor_and_uniform_sparsity_equals_dict():
+    model = build_model("mlp", in_shape=(1, 8, 8), num_classes=10, family="dense", sparsity=0.3,
+                        device="meta")
+    active = active_counts(model, 0.3)
+    assert active == {n: int(0.7 * p.numel()) for n, p in sparse_parameters(model).items()}
+    assert forward_flops(model, (1, 8, 8), active) == forward_flops(model, (1, 8, 8), sparsity=0.3)
+    assert profiler_flops(model, (1, 8, 8), sparsity=0.0) == profiler_flops(model, (1, 8, 8))
+
+
+def test_totals_split_total_sparse_active():
+    model = build_model("cnn", in_shape=(1, 8, 8), num_classes=10, family="doped", sparsity=0.5,
+                        device="meta")
+    sparse = sparse_parameters(model)
+    counts = model_counts(model, (1, 8, 8), {n: 7 for n in sparse})
+    total = sum(p.numel() for p in model.parameters())
+    assert counts.total_params == total
+    assert counts.sparse_params == sum(p.numel() for p in sparse.values())
+    assert counts.active_params == total - counts.sparse_params + 7 * len(sparse)
+
+
+def test_bad_active_counts_rejected():
+    model = build_model("mlp", in_shape=(1, 8, 8), num_classes=10, family="dense", sparsity=0.5,
+                        device="meta")
+    with pytest.raises(ValueError, match="fc_in.weight: not a sparse tensor"):
+        forward_flops(model, (1, 8, 8), {"fc_in.weight": 3})
+    with pytest.raises(ValueError, match=r"hidden\.0\.weight: active count 99999999 outside"):
+        forward_flops(model, (1, 8, 8), {"hidden.0.weight": 99_999_999})
+    with pytest.raises(ValueError, match="either active counts or a uniform"):
+        forward_flops(model, (1, 8, 8), {"hidden.0.weight": 3}, sparsity=0.5)
+
+
+def test_module_without_flop_rule_named():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    with pytest.raises(ValueError, match="1: LayerNorm holds parameters but has no FLOP rule"):
+        forward_flops(model, (4,))
+
+
+def test_sparse_tensor_outside_conv_linear_named():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Bilinear(4, 4, 2))
+    mark_sparse(model[1])
+    with pytest.raises(ValueError, match="1: Bilinear holds parameters"):
+        forward_flops(model, (4,))

@@ -1,0 +1,137 @@
+"""Model builders: the released code's ResNet-18 configurations exactly, and small models (spec §1, §5)."""
+import math
+
+import pytest
+import torch
+
+from sift_train.models import build_model, cnn, mlp, resnet18_cifar
+from sift_train.sparse_params import sparse_parameters
+from sift_train.transforms import ParallelSum
+
+FAMILIES = ["dense", "wide", "parallel", "factorized", "doped"]
+
+# spec §5 acceptance table: (total params, masked params, masked tensor count §1.6). Parallel counts
+# exclude the released code's 7,680 unused bn*_psum parameters (22,220,964 - 7,680 = 22,213,284, ...).
+OFFICIAL = {
+    ("dense", 0.0): (11_220_132, 0, 0),
+    ("wide", 0.5): (22_152_430, 22_064_400, 19),
+    ("wide", 0.75): (44_755_172, 44_630_016, 19),
+    ("wide", 0.9): (111_347_550, 111_150_096, 19),
+    ("parallel", 0.5): (22_213_284, 22_142_976, 35),
+    ("parallel", 0.75): (44_199_588, 44_113_920, 67),
+    ("parallel", 0.9): (110_158_500, 110_026_752, 163),
+    ("factorized", 0.5): (22_232_206, 22_156_032, 35),
+    ("factorized", 0.75): (44_222_632, 44_132_928, 35),
+    ("factorized", 0.9): (110_190_216, 110_059_904, 35),
+    ("doped", 0.5): (16_698_276, 16_635_648, 51),
+    ("doped", 0.75): (19_440_804, 19_378_176, 51),
+    ("doped", 0.9): (21_087_524, 21_024_896, 51),
+}
+
+
+@pytest.mark.parametrize("family, s", list(OFFICIAL))
+def test_official_param_counts_match_spec_table(family, s):
+    model = resnet18_cifar(100, family, s, "official", device="meta")
+    sparse = sparse_parameters(model)
+    got = (sum(p.numel() for p in model.parameters()), sum(p.numel() for p in sparse.values()),
+           len(sparse))
+    assert got == OFFICIAL[(family, s)]
+
+
+def test_dense_family_with_sparsity_masks_the_dense_masked_set():
+    # spec §5: "Dense masked params if it were masked" = 11,157,504 (all block + shortcut convs)
+    sparse = sparse_parameters(resnet18_cifar(100, "dense", 0.9, device="meta"))
+    assert sum(p.numel() for p in sparse.values()) == 11_157_504
+
+
+def test_doped_paper_variant_keeps_low_rank_dense():
+    sparse = sparse_parameters(resnet18_cifar(100, "doped", 0.5, "paper", device="meta"))
+    assert len(sparse) == 19 and not any(".U." in n or ".V." in n for n in sparse)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stem_and_classifier_dense_shortcuts_sparse(family):
+    names = list(sparse_parameters(resnet18_cifar(100, family, 0.75, device="meta")))
+    assert not any(n.startswith(("conv_stem", "fc", "bn")) for n in names)
+    assert sum(n.startswith("blocks.") and ".shortcut.conv." in n for n in names) == 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_sparsity_is_the_dense_model(family):
+    for name, shape in [("resnet18", (3, 32, 32)), ("mlp", (1, 8, 8)), ("cnn", (1, 28, 28))]:
+        model = build_model(name, in_shape=shape, num_classes=10, family=family, device="meta")
+        dense = build_model(name, in_shape=shape, num_classes=10, device="meta")
+        assert sparse_parameters(model) == {}
+        assert [p.shape for p in model.parameters()] == [p.shape for p in dense.parameters()]
+
+
+def test_small_models_first_and_last_layers_dense():
+    for family in FAMILIES:
+        m = mlp((1, 8, 8), 10, family, 0.5, device="meta")
+        names = list(sparse_parameters(m))
+        assert names and all(n.startswith("hidden.") for n in names)
+        c = cnn((1, 8, 8), 10, family, 0.5, device="meta")
+        names = list(sparse_parameters(c))
+        assert names and all(n.startswith("units.") for n in names)
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_small_models_forward_backward_on_cpu(family, variant):
+    torch.manual_seed(0)
+    for name, shape in [("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("cnn", (1, 28, 28))]:
+        model = build_model(name, in_shape=shape, num_classes=10, family=family, sparsity=0.75,
+                            variant=variant)
+        out = model(torch.randn(4, *shape))
+        assert out.shape == (4, 10)
+        torch.nn.functional.cross_entropy(out, torch.arange(4)).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all()
+                   for p in sparse_parameters(model).values())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resnet18_forward_backward_on_cpu(family):
+    torch.manual_seed(0)
+    model = resnet18_cifar(10, family, 0.5, in_channels=1)
+    out = model(torch.randn(2, 1, 8, 8))
+    torch.nn.functional.cross_entropy(out, torch.tensor([0, 1])).backward()
+    assert out.shape == (2, 10)
+    assert all(p.grad is not None for p in sparse_parameters(model).values())
+
+
+def _last_bn_weights(model):
+    out = []
+    for block in model.blocks:
+        unit = block.conv2
+        bns = [b.bn for b in unit.branches] if isinstance(unit, ParallelSum) else [unit.bn]
+        out += [bn.weight for bn in bns]
+    return out
+
+
+@pytest.mark.parametrize("family", ["dense", "wide", "parallel", "factorized", "doped"])
+def test_zero_init_residual_block_only_in_official_all_in_paper(family):
+    for variant in ("official", "paper"):
+        model = resnet18_cifar(10, family, 0.5, variant, in_channels=1)
+        zeroed = all(bool((w == 0).all()) for w in _last_bn_weights(model))
+        expected = variant == "paper" or family in ("dense", "wide")  # R18:786-789, spec §6.1
+        assert zeroed == expected
+        assert bool((model.blocks[0].conv1.bn.weight == 1).all()) if family != "parallel" else True
+
+
+def test_convs_kaiming_normal_fan_out():
+    torch.manual_seed(0)
+    model = resnet18_cifar(10, "dense", 0.0)
+    w = model.blocks[7].conv2.conv.weight  # 512 x 512 x 3 x 3
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (512 * 9)), rel=0.01)  # spec §1.7
+
+
+def test_unknown_model_rejected():
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        build_model("vgg", in_shape=(3, 32, 32), num_classes=10)
+
+
+def test_bad_family_and_sparsity_rejected_by_builders():
+    with pytest.raises(ValueError, match="unknown family"):
+        build_model("cnn", in_shape=(1, 8, 8), num_classes=10, family="sparse_wide", sparsity=0.5)
+    with pytest.raises(ValueError, match=r"resnet18: sparsity must be in \[0, 1\)"):
+        build_model("resnet18", in_shape=(3, 32, 32), num_classes=10, family="wide", sparsity=1.0)
