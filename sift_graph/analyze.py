@@ -22,11 +22,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .cache import SnapshotCache, atomic_write_text
-from .layer import layer_metrics
+from .layer import CONVENTIONS, layer_metrics
 from .model import aggregate_layers
 from .runs import Run, RunFormatError, Snapshot, load_run
 
-CONVENTIONS = ("hoang2023a", "hoang2023b")
 # The layer-mean metrics of each convention (specs/metrics.md §9.1) plotted as trajectories.
 MAIN_METRICS = {
     "hoang2023a": ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg"),
@@ -86,6 +85,11 @@ def _run_labels(runs: list[Path]) -> dict[Path, str]:
         return dict(zip(runs, names))
     base = Path(os.path.commonpath([r.resolve() for r in runs]))
     return {r: r.resolve().relative_to(base.parent).as_posix() for r in runs}
+
+
+def _cores() -> int:
+    """CPU cores this process may use (affinity-aware where the OS supports it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _pin_threads() -> None:
@@ -216,7 +220,7 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
         analysis.computed += 1
 
     try:
-        _compute_all(todo, convention, jobs or os.cpu_count() or 1, progress, on_result)
+        _compute_all(todo, convention, jobs or _cores(), progress, on_result)
     finally:
         cache.save_index()
 
@@ -285,7 +289,8 @@ def write_figures(analysis: Analysis, convention: str, fmt: str = "png",
             groups.append(("-".join(map(str, values)), name, sub))
     for x, y, tag in HEATMAP_PAIRS:
         if x not in summary or y not in summary:
-            analysis.notes.append(f"no {tag} heatmap: convention {convention} has no {x}/{y}")
+            missing = " or ".join(c for c in (x, y) if c not in summary)
+            analysis.notes.append(f"no {tag} heatmap: convention {convention} has no {missing}")
             continue
         for slug, name, sub in groups:
             fig = plots.pareto_heatmap(sub, x=x, y=y, title=name)

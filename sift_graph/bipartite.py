@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from .validation import as_layer_array, check_layer, check_weight
 
-__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts"]
+__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts", "dense_rows"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -128,3 +128,17 @@ def degree_classes(b: sp.csr_matrix) -> list[tuple[int, np.ndarray]]:
     bounds = np.append(bounds, len(deg))
     classes = [(int(values[i]), order[bounds[i] : bounds[i + 1]]) for i in range(len(values))]
     return [classes[i] for i in np.argsort(first, kind="stable")]
+
+
+def dense_rows(b: sp.csr_matrix, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``b[rows]`` as a dense array (len(rows) × n_cols), gathered straight from the CSR arrays
+    (no intermediate sparse objects: degree classes are many and small)."""
+    starts = b.indptr[rows]
+    lengths = b.indptr[rows + 1] - starts
+    total = int(lengths.sum())
+    out = np.zeros((len(rows), b.shape[1]), dtype=dtype)
+    if total:
+        row_ids = np.repeat(np.arange(len(rows)), lengths)
+        offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
+        out[row_ids, b.indices[offsets]] = b.data[offsets]
+    return out

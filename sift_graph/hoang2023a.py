@@ -17,12 +17,14 @@ All inputs are scipy CSR biadjacencies (n_in × n_out) from :mod:`sift_graph.bip
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import degree_classes, node_counts
-from .spectral import top2_singular_values
+from .bipartite import degree_classes, dense_rows, node_counts
+from .spectral import (GRAM_MAX_SIDE, allowed_threads, single_threaded_blas_products, top2_dense,
+                       top2_singular_values)
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
 
@@ -98,8 +100,8 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
         k = len(idx)
         if d == 0 or k < 2:
             continue
-        bg = bm[idx]
-        _, _, o = node_counts(bg)
+        bg = dense_rows(bm, idx, np.float32)  # 0/1: exact
+        o = int(np.count_nonzero(bg.any(axis=0)))
         rec = {"degree": d, "k": k, "o": o, "cheeger": max(k, o) / (k + o - 1),
                "d_left": float(d), "d_right": k * d / o, "delta_r": NAN, "sigma2": NAN,
                "gap": NAN, "mixing": NAN, "weighted_mixing": NAN,
@@ -107,16 +109,17 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
         if d >= 3 and k * d > o:
             rec["kept"] = True
             if mask_spectrum:
-                _, s2 = top2_singular_values(bg)
+                _, s2 = top2_dense(bg, binary=True)
                 rec.update(sigma2=s2, delta_r=math.sqrt(d - 1) + math.sqrt(k * d / o - 1) - s2,
                            mixing=_mixing(s2, k * d, k, o, total_nodes))
         if bw is not None:
-            bwg = bw[idx]
-            ew, kw, ow = node_counts(bwg)
+            bwg = dense_rows(bw, idx)
+            nz = bwg != 0
+            ew, kw, ow = int(nz.sum()), int(nz.any(axis=1).sum()), int(nz.any(axis=0).sum())
             if ew:
                 rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
             if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
-                w1, w2 = top2_singular_values(bwg)
+                w1, w2 = top2_dense(bwg)
                 rec.update(gap=w1 - w2, weighted_valid=True,
                            weighted_mixing=_mixing(w2, ew, kw, ow, total_nodes))
         rows.append(rec)
@@ -149,15 +152,50 @@ def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
     return out
 
 
+#: Layers with at least this many edges run their mask and |W⊙M| halves in two threads when the
+#: caller allows two BLAS threads (LAPACK/BLAS release the GIL; each half stays single-threaded,
+#: which is robust on a loaded machine, unlike multi-threaded BLAS on small blocks).
+PARALLEL_MIN_EDGES = 100_000
+
+
+def _mask_half(bm: sp.csr_matrix) -> tuple[dict, list[dict]]:
+    return full_graph_score(bm, None), class_scores(bm, None)
+
+
+def _weight_half(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]]:
+    return full_graph_score(bm, bw, mask_spectrum=False), class_scores(bm, bw, mask_spectrum=False)
+
+
+def _both_halves(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]]:
+    """Mask spectra and |W⊙M| spectra, in parallel for large layers; merged results."""
+    parallel = (bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
+                and max(min(bm.shape), min(bw.shape)) <= GRAM_MAX_SIDE)  # ARPACK path stays serial
+    if parallel:  # three jobs on two threads, longest (the float64 whole-layer Gram) first
+        with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
+            full_job = pool.submit(full_graph_score, bm, bw, mask_spectrum=False)
+            mask_job = pool.submit(_mask_half, bm)
+            class_job = pool.submit(class_scores, bm, bw, mask_spectrum=False)
+            (full_m, classes_m), full, classes = mask_job.result(), full_job.result(), class_job.result()
+    else:
+        (full_m, classes_m), (full, classes) = _mask_half(bm), _weight_half(bm, bw)
+    for key in ("delta_r", "sigma1", "sigma2", "full_narc"):
+        full[key] = full_m[key]
+    for c, cm in zip(classes, classes_m):
+        c.update(delta_r=cm["delta_r"], sigma2=cm["sigma2"], mixing=cm["mixing"])
+    return full, classes
+
+
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None) -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
-    full = full_graph_score(bm, bw)
-    reasons = full.pop("reasons")
-    if "no_edges" in reasons:
-        it = iterative_mean_score([], bw is not None)
-        it["reasons"] = []
+    if bm.nnz == 0 or bw is None:
+        full = full_graph_score(bm, bw)
+        classes = [] if bm.nnz == 0 else class_scores(bm, bw)
     else:
-        it = iterative_mean_score(class_scores(bm, bw), bw is not None)
+        full, classes = _both_halves(bm, bw)
+    reasons = full.pop("reasons")
+    it = iterative_mean_score(classes, bw is not None)
+    if bm.nnz == 0:
+        it["reasons"] = []
     reasons += it.pop("reasons")
     e, n_left, n_right = node_counts(bm)
     out = {

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from . import hoang2023a, hoang2023b
 from .bipartite import layer_dims
-from .spectral import blas_threads
+from .spectral import metric_threads
 from .validation import check_layer
 
 __all__ = ["layer_metrics", "layer_biadjacencies", "CONVENTIONS"]
@@ -24,14 +24,15 @@ def layer_biadjacencies(mask: np.ndarray, weight: np.ndarray | None) -> tuple[sp
     """
     n_in, n_out = layer_dims(mask.shape)
     m2d = mask.reshape(n_out, n_in)
-    rows, cols = np.nonzero(m2d)
+    flat = np.flatnonzero(m2d)  # row-major: output by output, i.e. B's columns in order
+    counts = np.count_nonzero(m2d, axis=1)
     indptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
-    cols = cols.astype(np.int64)
-    bm = sp.csc_matrix((np.ones(len(cols)), cols, indptr), shape=(n_in, n_out)).tocsr()
+    np.cumsum(counts, out=indptr[1:])
+    cols = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, counts)  # input index
+    bm = sp.csc_matrix((np.ones(len(flat)), cols, indptr), shape=(n_in, n_out)).tocsr()
     if weight is None:
         return bm, None
-    vals = np.abs(weight.reshape(n_out, n_in)[rows, cols]).astype(np.float64)
+    vals = np.abs(weight.reshape(-1)[flat]).astype(np.float64)
     bw = sp.csc_matrix((vals, cols, indptr), shape=(n_in, n_out)).tocsr()
     bw.eliminate_zeros()
     return bm, bw
@@ -79,7 +80,7 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
         raise ValueError(f"unknown convention {convention!r}; expected one of {CONVENTIONS}")
     m, w = check_layer(mask, weight)
     n_in, n_out = layer_dims(m.shape)
-    with blas_threads(1):
+    with metric_threads():
         bm, bw = layer_biadjacencies(m, w)
         if convention == "hoang2023a":
             out = hoang2023a.metrics(bm, bw)

@@ -93,6 +93,7 @@ def pareto_heatmap(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lam
     One point per row (snapshot). Coolwarm normalised to [min z, max z], blank outside the hull, the
     points overlaid and the Pareto front of (x, y) drawn and labelled as a sift addition. With fewer
     than 3 usable or collinear points only the points are drawn and the title says so.
+    ``z_scale`` multiplies z for display (100: accuracy fraction -> %).
     """
     data = summary[[x, y, z]].astype(float).dropna()
     px, py, pz = data[x].to_numpy(), data[y].to_numpy(), data[z].to_numpy() * z_scale

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import hoang2023a
 from .layer import layer_biadjacencies
-from .spectral import blas_threads
+from .spectral import metric_threads
 from .validation import check_layer
 
 __all__ = ["delta_r", "delta_r_imdb", "spectral_gap", "spectral_gap_imsg"]
@@ -57,7 +57,7 @@ def delta_r(mask: Any) -> float:
        Ramanujan graph", ICLR 2023 (``rm``; same value on the same structure).
     """
     bm, _ = _graphs(mask, None)
-    with blas_threads(1):
+    with metric_threads():
         return float(hoang2023a.full_graph_score(bm, None)["delta_r"])
 
 
@@ -83,7 +83,7 @@ def delta_r_imdb(mask: Any) -> float:
        (key ``imdb``). Sparse-IFT (Thangarasa et al., ICML 2024) §3.1.
     """
     bm, _ = _graphs(mask, None)
-    with blas_threads(1):
+    with metric_threads():
         classes = hoang2023a.class_scores(bm, None)
         return float(hoang2023a.iterative_mean_score(classes, weighted=False)["delta_r_imdb"])
 
@@ -111,7 +111,7 @@ def spectral_gap(mask: Any, weight: Any) -> float:
        Sparse-IFT (Thangarasa et al., ICML 2024) §3.1: λ = μ0(|W|) − μ̂(|W|).
     """
     bm, bw = _graphs(mask, weight)
-    with blas_threads(1):
+    with metric_threads():
         return float(hoang2023a.full_graph_score(bm, bw, mask_spectrum=False)["lambda"])
 
 
@@ -136,6 +136,6 @@ def spectral_gap_imsg(mask: Any, weight: Any) -> float:
        Sparse-IFT (Thangarasa et al., ICML 2024) §3.1.
     """
     bm, bw = _graphs(mask, weight)
-    with blas_threads(1):
+    with metric_threads():
         classes = hoang2023a.class_scores(bm, bw, mask_spectrum=False)
         return float(hoang2023a.iterative_mean_score(classes, weighted=True)["lambda_imsg"])

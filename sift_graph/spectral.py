@@ -12,15 +12,15 @@ The references take the 3rd largest ``|eig|`` of the bipartite adjacency ``[[0, 
 * up to ``GRAM_MAX_SIDE`` nodes on the smaller side: the Gram matrix of the smaller side,
   formed sparse (cost Σ_rows nnz²) or by dense BLAS in row chunks (cost n_big·m²), whichever the
   cost model says is cheaper, then a dense symmetric eigensolve of the top two eigenvalues.
-  A 0/1 Gram is formed in float32 BLAS: its entries are integer counts < 2²⁴, so the result is
-  exact, and twice as fast as float64;
+  A 0/1 Gram is formed by int8 GEMM (``torch._int_mm``, int32 accumulation) or float32 BLAS:
+  its entries are integer counts < 2²⁴, so either result is exact, and 2-6× faster than float64;
 * rank-deficient blocks (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
   ≈ √eps·σ1 (spec §8), are recomputed by SVD;
 * larger smaller sides: ``svds(k=2, solver="arpack", tol=0)`` with a fixed start vector.
 """
 from __future__ import annotations
 
-import os
+import contextlib
 
 import numpy as np
 import scipy.linalg as sla
@@ -29,7 +29,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import svds
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["top2_singular_values", "blas_threads", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
+from .bipartite import dense_rows
+
+__all__ = ["top2_singular_values", "top2_dense", "blas_threads", "metric_threads", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
 
 #: Largest smaller side (nodes) solved through a dense Gram; above it, ARPACK on B.
 #: A 4096² float64 Gram is 134 MB and its eigensolve ≈ 2-3 s; svds wins beyond (ecosystem.md §4.2).
@@ -40,9 +42,12 @@ RANK_DEFICIENT_RTOL = 1e-6
 #: Measured on the 2-core (AVX-512) dev machine: scipy's sparse matmul ≈ 0.22 GMAC/s, OpenBLAS
 #: dgemm ≈ 45 GMAC/s per core; dense wins when it needs < 150× the sparse multiply-adds.
 _DENSE_SPEEDUP = 150.0
-#: Dense products (MACs) and eigenproblems (side) large enough to use every core.
-_THREADED_MACS = 2e8
-_THREADED_SIDE = 1000
+#: Whole-layer dense Gram products (MACs) large enough to use every core the caller allows
+#: (class blocks stay single-threaded: measured 3× slower with 2 threads on a loaded 2-core box).
+_THREADED_MACS = 1e10
+#: 0/1 Grams of at least this many multiply-adds use the int8 GEMM; its chunks hold this many entries.
+_INT_GEMM_MIN_MACS = 1e8
+_INT_GEMM_CHUNK_ENTRIES = 2**25
 #: Rows per dense chunk when forming a Gram with BLAS (bounds memory to chunk·m·8 bytes).
 _CHUNK_ROWS = 2048
 #: Smaller sides at or below this use numpy's full eigvalsh; above, LAPACK evr for the top 2 only.
@@ -50,17 +55,52 @@ _FULL_EIG_MAX = 256
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
 
 _CONTROLLER = ThreadpoolController()
-_N_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+#: BLAS threads a large product may use inside :func:`metric_threads` (the caller's own limit).
+_allowed_threads = 1
+
+
+def _current_blas_threads() -> int:
+    counts = [lib["num_threads"] for lib in _CONTROLLER.info() if lib.get("user_api") == "blas"]
+    return max(counts, default=1)
+
+
+@contextlib.contextmanager
+def metric_threads():
+    """Run metric code with single-threaded BLAS; large dense Gram products may go back up to the
+    thread count the caller had (so a worker pinned to 1 thread by its caller stays at 1).
+
+    Many small eigenproblems run far slower with >1 BLAS thread on a loaded 2-core machine
+    (ecosystem.md §4.4).
+    """
+    global _allowed_threads
+    previous, _allowed_threads = _allowed_threads, _current_blas_threads()
+    try:
+        with _CONTROLLER.limit(limits=1):
+            yield
+    finally:
+        _allowed_threads = previous
+
+
+def allowed_threads() -> int:
+    """BLAS threads the caller of :func:`metric_threads` allowed (1 outside it)."""
+    return _allowed_threads
+
+
+@contextlib.contextmanager
+def single_threaded_blas_products():
+    """Keep large Gram products single-threaded too (while two Python threads share the cores)."""
+    global _allowed_threads
+    previous, _allowed_threads = _allowed_threads, 1
+    try:
+        yield
+    finally:
+        _allowed_threads = previous
 
 
 def blas_threads(n: int | None = 1):
-    """Context manager limiting BLAS/OpenMP threads (``None``: all available cores).
-
-    Many small eigenproblems run far slower with >1 BLAS thread on a loaded 2-core machine
-    (ecosystem.md §4.4), so metric code runs under ``blas_threads(1)`` and re-opens the pool
-    only around large dense products.
-    """
-    return _CONTROLLER.limit(limits=_N_CORES if n is None else n)
+    """Context manager limiting BLAS/OpenMP threads to ``n`` (``None``: as many as the caller of
+    :func:`metric_threads` allowed)."""
+    return _CONTROLLER.limit(limits=_allowed_threads if n is None else n)
 
 
 def _fixed_v0(n: int) -> np.ndarray:
@@ -90,22 +130,42 @@ def _gram(b: sp.csr_matrix) -> np.ndarray:
     if dense_cost > _DENSE_SPEEDUP * sparse_cost:
         return (b.T @ b).toarray()
     binary = n < 2**24 and bool(np.all(b.data == 1.0))
+    if binary and dense_cost >= _INT_GEMM_MIN_MACS:
+        g = _int8_gram(b)
+        if g is not None:
+            return g
     dtype = np.float32 if binary else np.float64
     g = np.zeros((m, m), dtype=dtype)
     with blas_threads(None if dense_cost >= _THREADED_MACS else 1):
         for start in range(0, n, _CHUNK_ROWS):
-            d = b[start : start + _CHUNK_ROWS].toarray().astype(dtype, copy=False)
+            d = dense_rows(b, np.arange(start, min(start + _CHUNK_ROWS, n)), dtype)
             g += d.T @ d
     return g.astype(np.float64, copy=False)
+
+
+def _int8_gram(b: sp.csr_matrix) -> np.ndarray | None:
+    """Exact ``BᵀB`` of a 0/1 matrix by int8 × int8 → int32 GEMM (``torch._int_mm``), ≈ 3× faster
+    than float32 BLAS on this machine; counts < 2²⁴ ≪ 2³¹. ``None`` if torch cannot do it."""
+    try:
+        import torch
+
+        n, m = b.shape
+        g = torch.zeros((m, m), dtype=torch.int32)
+        rows = max(1, _INT_GEMM_CHUNK_ENTRIES // m)
+        for start in range(0, n, rows):
+            d = torch.from_numpy(dense_rows(b, np.arange(start, min(start + rows, n)), np.int8))
+            g += torch._int_mm(d.T.contiguous(), d)
+        return g.numpy().astype(np.float64)
+    except (ImportError, AttributeError, RuntimeError):  # no torch, or no CPU int8 GEMM
+        return None
 
 
 def _top2_eigvalsh(g: np.ndarray) -> np.ndarray:
     m = g.shape[0]
     if m <= _FULL_EIG_MAX:
         ev = np.linalg.eigvalsh(g)[-2:]
-    else:
-        with blas_threads(None if m >= _THREADED_SIDE else 1):
-            ev = sla.eigh(g, eigvals_only=True, subset_by_index=[m - 2, m - 1], driver="evr")
+    else:  # single-threaded: LAPACK's tridiagonalisation slows down badly with 2 threads under load
+        ev = sla.eigh(g, eigvals_only=True, subset_by_index=[m - 2, m - 1], driver="evr")
     return np.sqrt(np.clip(ev[::-1], 0.0, None))
 
 
@@ -190,4 +250,23 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray) -> tuple[float, float]:
                 block = block.T.tocsr()
             vals.extend(_top2_connected(block))
         s = np.sort(vals)[::-1][:2]
+    return float(s[0]), float(s[1])
+
+
+def top2_dense(d: np.ndarray, *, binary: bool = False) -> tuple[float, float]:
+    """``(σ1, σ2)`` of a small dense block (a degree class): Gram of the smaller side + eigvalsh,
+    SVD when rank-deficient. No component split: a class's values are compared at 1e-9·σ1.
+    ``binary=True`` (a 0/1 block) forms the Gram in float32 BLAS, exact for integer counts < 2²⁴.
+    """
+    d = d[d.any(axis=1)][:, d.any(axis=0)]
+    if d.size == 0:
+        return 0.0, 0.0
+    if min(d.shape) == 1:
+        return float(np.sqrt(np.sum(np.square(d, dtype=np.float64)))), 0.0
+    k, o = d.shape
+    x = d.astype(np.float32 if binary and max(k, o) < 2**24 else np.float64, copy=False)
+    g = (x @ x.T if k <= o else x.T @ x).astype(np.float64, copy=False)  # 1 thread: many small blocks
+    s = _top2_eigvalsh(g)
+    if s[1] < RANK_DEFICIENT_RTOL * s[0]:
+        s = np.linalg.svd(d.astype(np.float64, copy=False), compute_uv=False)[:2]
     return float(s[0]), float(s[1])

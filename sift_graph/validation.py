@@ -68,8 +68,8 @@ def check_weight(weight: Any, *, name: str = "weight") -> np.ndarray:
     arr = as_layer_array(weight, name=name)
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
-    n_bad = int((~np.isfinite(arr)).sum())
-    if n_bad:
+    if not np.isfinite(arr).all():
+        n_bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"{name}: contains {n_bad} NaN/inf value(s) (shape {tuple(arr.shape)})")
     return arr
 

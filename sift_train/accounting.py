@@ -70,8 +70,9 @@ class ModelCounts:
 def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
     """Shapes of every Conv2d/Linear/BatchNorm/ReLU module of ``model`` for one input of ``in_shape``.
 
-    Runs one forward pass in eval mode on the model's device (free for a ``meta`` model). Raises
-    ``ValueError`` naming the module if a module holding parameters has no FLOP rule.
+    Runs one forward pass in eval mode on the model's device (free for a ``meta`` model) and restores
+    every module's mode. Raises ``ValueError`` naming the module if a module holding parameters has no
+    FLOP rule, runs twice per forward, or a sparse tensor is not a Conv2d/Linear weight.
     """
     sparse_ids = {id(p): name for name, p in sparse_parameters(model).items()}
     params = list(model.parameters())
@@ -79,8 +80,10 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
     shapes: dict[str, LayerShape] = {}
     hooks = []
 
-    def hook(name: str, module: nn.Module):
+    def hook(name: str):
         def record(mod, inputs, output):
+            if name in shapes:
+                raise ValueError(f"{name}: module runs more than once per forward; not supported")
             kind = next(k for k, cls in _KINDS.items() if isinstance(mod, cls))
             w = getattr(mod, "weight", None)
             if isinstance(mod, nn.Conv2d):
@@ -94,7 +97,7 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
             out_numel = output[0].numel()
             shapes[name] = LayerShape(
                 name=name, kind=kind,
-                weight_numel=w.numel() if isinstance(w, torch.Tensor) and not isinstance(mod, nn.ReLU) else 0,
+                weight_numel=w.numel() if isinstance(w, torch.Tensor) else 0,
                 params=sum(p.numel() for p in mod.parameters(recurse=False)),
                 out_numel=out_numel, positions=out_numel // channels,
                 bias=getattr(mod, "bias", None) is not None,
@@ -104,10 +107,10 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
 
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear, _BN, nn.ReLU)):
-            hooks.append(module.register_forward_hook(hook(name, module)))
+            hooks.append(module.register_forward_hook(hook(name)))
         elif any(True for _ in module.parameters(recurse=False)):
             raise ValueError(f"{name}: {type(module).__name__} holds parameters but has no FLOP rule")
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
@@ -115,7 +118,8 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
+        for m, mode in modes.items():
+            m.training = mode
     covered = {s.sparse_name for s in shapes.values()}
     for name in sparse_ids.values():
         if name not in covered:

@@ -7,9 +7,10 @@ sift class. The weight stays an ordinary ``nn.Parameter`` under its plain name.
 
 Enforcement (sparse-ift.md §2.2, plus the Adam moments of ecosystem.md §1.2):
 
-* forward: a forward pre-hook zeroes the inactive weights in place before the module runs, so the
-  forward pass always sees ``weight * mask`` while autograd still yields the dense gradient
-  ``dL/dW`` that RigL grows by;
+* forward: a forward pre-hook zeroes the inactive weights in place before the module runs whenever
+  the weight changed since it was last masked (checked with the tensor's version counter, so it is
+  free in ordinary training), so the forward pass always sees ``weight * mask`` while autograd still
+  yields the dense gradient ``dL/dW`` that RigL grows by;
 * before ``optimizer.step()``: gradients are multiplied by the mask, so weight decay and momentum see
   zero at inactive entries;
 * after ``optimizer.step()``: weights and every optimizer-state tensor of the weight's shape (SGD
@@ -38,7 +39,8 @@ class Masking:
     """Attach ``masks`` (``{qualified name: bool tensor}``) to the sparse tensors of ``model``.
 
     ``masks`` must cover exactly :func:`sparse_parameters(model) <sift_train.sparse_parameters>`.
-    Weights are zeroed at inactive positions immediately.
+    Weights are zeroed at inactive positions immediately. The bool buffers are the state; float copies
+    are cached for fast multiplication and refreshed whenever a buffer changes (e.g. ``load_state_dict``).
     """
 
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
@@ -49,7 +51,9 @@ class Masking:
         self.model = model
         self.params: dict[str, nn.Parameter] = params
         self._modules: dict[str, tuple[nn.Module, str]] = {}
-        attrs: dict[int, tuple[nn.Module, list[str]]] = {}
+        self._float: dict[str, tuple[int, int, torch.Tensor]] = {}  # name -> (buffer id, version, mask)
+        self._clean: dict[str, int] = {}  # name -> weight version right after it was last masked
+        by_module: dict[int, tuple[nn.Module, list[str]]] = {}
         for name, param in params.items():
             mask = masks[name]
             if tuple(mask.shape) != tuple(param.shape):
@@ -60,9 +64,9 @@ class Masking:
             module = model.get_submodule(prefix)
             module.register_buffer(attr + MASK_SUFFIX, mask.to(device=param.device, dtype=torch.bool))
             self._modules[name] = (module, attr)
-            attrs.setdefault(id(module), (module, []))[1].append(attr)
-        for module, names in attrs.values():
-            module.register_forward_pre_hook(_forward_pre_hook(tuple(names)))
+            by_module.setdefault(id(module), (module, []))[1].append(name)
+        for module, names in by_module.values():
+            module.register_forward_pre_hook(self._forward_pre_hook(tuple(names)))
         self.apply_to_weights()
 
     # ---------------------------------------------------------------- reading
@@ -74,28 +78,37 @@ class Masking:
     def active_counts(self) -> dict[str, int]:
         return {n: int(m.sum()) for n, m in self.masks.items()}
 
+    def _mask_f(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Float copy of the mask (multiplying by a bool tensor is ~10x slower on CPU)."""
+        module, attr = self._modules[name]
+        buf = getattr(module, attr + MASK_SUFFIX)
+        cached = self._float.get(name)
+        if (cached is None or cached[0] != id(buf) or cached[1] != buf._version
+                or cached[2].dtype != like.dtype):
+            cached = (id(buf), buf._version, buf.to(like.dtype))
+            self._float[name] = cached
+        return cached[2]
+
     # ---------------------------------------------------------------- enforcing
     @torch.no_grad()
     def apply_to_weights(self) -> None:
-        masks = self.masks
         for name, p in self.params.items():
-            p.mul_(masks[name])
+            p.mul_(self._mask_f(name, p))
+            self._clean[name] = p._version
 
     @torch.no_grad()
     def apply_to_grads(self) -> None:
-        masks = self.masks
         for name, p in self.params.items():
             if p.grad is not None:
-                p.grad.mul_(masks[name])
+                p.grad.mul_(self._mask_f(name, p.grad))
 
     @torch.no_grad()
     def apply_to_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
         """Zero every state tensor of the weight's shape at inactive positions."""
-        masks = self.masks
         for name, p in self.params.items():
             for value in optimizer.state.get(p, {}).values():
                 if torch.is_tensor(value) and value.shape == p.shape:
-                    value.mul_(masks[name])
+                    value.mul_(self._mask_f(name, value))
 
     @torch.no_grad()
     def set_masks(self, new: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None) -> None:
@@ -140,15 +153,19 @@ class Masking:
         optimizer.register_step_pre_hook(pre)
         optimizer.register_step_post_hook(post)
 
+    def _forward_pre_hook(self, names: tuple[str, ...]):
+        """Mask the module's sparse weights before its forward if they changed since last masked
+        (tensor version counter: a user's edit, ``load_state_dict``, ...); otherwise a no-op."""
 
-def _forward_pre_hook(attrs: tuple[str, ...]):
-    """Hook zeroing the inactive entries of ``attrs`` in place (on ``.data``: no autograd record)."""
+        def hook(module: nn.Module, args) -> None:
+            for name in names:
+                p = self.params[name]
+                if p._version != self._clean.get(name):
+                    with torch.no_grad():
+                        p.mul_(self._mask_f(name, p))
+                    self._clean[name] = p._version
 
-    def hook(module: nn.Module, args) -> None:
-        for attr in attrs:
-            getattr(module, attr).data.mul_(getattr(module, attr + MASK_SUFFIX))
-
-    return hook
+        return hook
 
 
 def random_masks(
@@ -156,18 +173,21 @@ def random_masks(
     sparsity: dict[str, float],
     generator: torch.Generator,
     exact: bool = True,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Initial random masks (sparse-ift.md §2.3).
 
-    ``exact=True`` (paper): exactly ``active_count(numel, s)`` active entries per tensor, at uniformly
-    random positions. ``exact=False`` (official code, ``OUT:206-209``): ``U(0,1) < 1 - s`` per entry.
+    ``exact=True`` (paper): exactly ``counts[name]`` (default ``active_count(numel, s)``) active
+    entries per tensor, at uniformly random positions. ``exact=False`` (official code,
+    ``OUT:206-209``): ``U(0,1) < 1 - s`` per entry.
     """
     out = {}
     for name, shape in shapes.items():
         numel = int(torch.Size(shape).numel())
         if exact:
             flat = torch.zeros(numel, dtype=torch.bool)
-            flat[torch.randperm(numel, generator=generator)[: active_count(numel, sparsity[name])]] = True
+            n = counts[name] if counts is not None else active_count(numel, sparsity[name])
+            flat[torch.randperm(numel, generator=generator)[:n]] = True
             out[name] = flat.reshape(shape)
         else:
             out[name] = torch.rand(shape, generator=generator) < (1.0 - sparsity[name])

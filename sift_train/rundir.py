@@ -89,13 +89,14 @@ class RunDir:
 
     # ------------------------------------------------------------------ config
     def write_config(self, config: dict, mask_sparsity: dict[str, float],
-                     sparse_tensors: dict[str, tuple[int, ...]]) -> None:
+                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int]) -> None:
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "config": config,
             "mask_sparsity": {n: float(s) for n, s in mask_sparsity.items()},
-            "sparse_tensors": {n: {"shape": list(shape)} for n, shape in sparse_tensors.items()},
+            "sparse_tensors": {n: {"shape": list(shape), "active": int(active[n])}
+                               for n, shape in sparse_tensors.items()},
             "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .masking import Masking, active_count
+from .masking import Masking
 from .methods import MaskMethod
 from .schedule import UpdateSchedule
 
@@ -19,8 +19,8 @@ from .schedule import UpdateSchedule
 class SparseTraining:
     """Dynamic (or static) sparse training of ``model``'s sparse tensors.
 
-    ``mask_sparsity[name]`` sets each tensor's target active count ``int((1 - s) * numel)``; the
-    initial ``masks`` may have another count (Bernoulli init), which the first update corrects.
+    ``targets[name]`` is each tensor's active count after every update (sparse-ift.md §2.5 step 3);
+    the initial ``masks`` may have another count (Bernoulli init), which the first update corrects.
     """
 
     def __init__(
@@ -28,7 +28,7 @@ class SparseTraining:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         masks: dict[str, torch.Tensor],
-        mask_sparsity: dict[str, float],
+        targets: dict[str, int],
         method: MaskMethod,
         schedule: UpdateSchedule,
         generator: torch.Generator,
@@ -38,7 +38,7 @@ class SparseTraining:
         self.method = method
         self.schedule = schedule
         self.generator = generator
-        self.targets = {n: active_count(p.numel(), mask_sparsity[n]) for n, p in self.masking.params.items()}
+        self.targets = {n: int(targets[n]) for n in self.masking.params}
         self.step = 0
         self.last_update_step: int | None = None
         self._dense_grads: dict[str, torch.Tensor | None] = {}

@@ -22,13 +22,14 @@ class SweepPreset:
 
 
 SWEEPS: dict[str, SweepPreset] = {
-    # digits, small CNN: 20 epochs x 23 steps; ΔT = 20 -> 16 mask updates per dynamic run, ~37 snapshots
-    # per run. 37 runs; a few minutes on 2 CPU cores (docs/training.md).
+    # digits, small CNN: 10 epochs x 23 steps; ΔT = 10 -> 17 mask updates per dynamic run (end at
+    # 75 % = step 172), 28 snapshots per run. 37 runs; a few minutes on 2 CPU cores (docs/training.md).
     "demo": SweepPreset(
         families=("wide", "parallel", "factorized", "doped"),
         sparsities=(0.5, 0.75, 0.9),
         methods=("static", "set", "rigl"),
-        base=dict(preset="digits", dataset="digits", model="cnn", epochs=20, update_interval=20, seed=0),
+        base=dict(preset="digits", dataset="digits", model="cnn", epochs=10, update_interval=10,
+                  milestones=(6, 9), seed=0),
     ),
 }
 

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import accounting
+from . import accounting, isoflop
 from .config import TrainConfig, lr_at_epoch
 from .data import Batches, Dataset, load_dataset, prepare
 from .datasets import dataset_info
 from .distributions import distribute
-from .masking import random_masks
+from .masking import active_count, random_masks
 from .methods import get_method
 from .models import build_model
 from .rundir import RunDir
@@ -40,29 +40,26 @@ class Setup:
     device: torch.device
 
 
-def mask_sparsity_for(cfg: TrainConfig, model: nn.Module) -> dict[str, float]:
-    """Per-tensor mask sparsity: the distribution of ``cfg.sparsity``, or for ``uniform`` with
-    ``iso_flop`` the Iso-FLOP search's mask sparsity where ``sift_train.isoflop`` provides one."""
-    shapes = {n: tuple(p.shape) for n, p in sparse_parameters(model).items()}
-    if cfg.sparsity == 0.0:
-        return {n: 0.0 for n in shapes}
-    s = cfg.sparsity
-    if cfg.iso_flop and cfg.distribution == "uniform":
-        s = _iso_flop_sparsity(cfg, s)
-    return distribute(cfg.distribution, shapes, s)
+def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
+    """Per-tensor mask sparsity and target active counts.
 
-
-def _iso_flop_sparsity(cfg: TrainConfig, s: float) -> float:
-    try:
-        from . import isoflop
-    except ImportError:
-        return s
-    search = getattr(isoflop, "mask_sparsity", None)
-    if search is None:
-        return s
-    info = dataset_info(cfg.dataset)
-    return float(search(cfg.model, family=cfg.family, sparsity=s, variant=cfg.variant,
-                        in_shape=info.in_shape, num_classes=info.num_classes))
+    ``uniform`` with ``iso_flop``: the Iso-FLOP search of :mod:`sift_train.isoflop` (its exact active
+    counts); otherwise the distribution of ``cfg.sparsity`` with ``floor((1 - s_l) * numel)`` counts.
+    """
+    params = sparse_parameters(model)
+    shapes = {n: tuple(p.shape) for n, p in params.items()}
+    if cfg.sparsity > 0 and cfg.iso_flop and cfg.distribution == "uniform":
+        info = dataset_info(cfg.dataset)
+        plan = isoflop.plan_masks(cfg.model, in_shape=info.in_shape, num_classes=info.num_classes,
+                                  family=cfg.family, sparsity=cfg.sparsity, variant=cfg.variant)
+        if set(plan.active) != set(shapes):
+            raise ValueError(f"Iso-FLOP plan does not cover the model's sparse tensors ({cfg.model})")
+        return {n: plan.mask_sparsity for n in shapes}, dict(plan.active)
+    if cfg.sparsity == 0:
+        sparsity = {n: 0.0 for n in shapes}
+    else:
+        sparsity = distribute(cfg.distribution, shapes, cfg.sparsity)
+    return sparsity, {n: active_count(p.numel(), sparsity[n]) for n, p in params.items()}
 
 
 def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
@@ -75,17 +72,16 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     info = dataset_info(cfg.dataset)
     model = build_model(cfg.model, in_shape=info.in_shape, num_classes=info.num_classes,
                         family=cfg.family, sparsity=cfg.sparsity, variant=cfg.variant).to(device)
-    mask_sparsity = mask_sparsity_for(cfg, model)
+    mask_sparsity, targets = mask_plan(cfg, model)
     shapes = {n: tuple(p.shape) for n, p in sparse_parameters(model).items()}
     mask_gen = torch.Generator().manual_seed(cfg.seed)
-    masks = random_masks(shapes, mask_sparsity, mask_gen, exact=cfg.variant == "paper")
+    masks = random_masks(shapes, mask_sparsity, mask_gen, exact=cfg.variant == "paper", counts=targets)
     optimizer = make_optimizer(cfg, model)
     batches = Batches(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed)
     schedule = UpdateSchedule.for_training(
         len(batches) * cfg.epochs, cfg.end_fraction, interval=cfg.update_interval,
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
-    sparse = SparseTraining(model, optimizer, masks, mask_sparsity, get_method(cfg.method), schedule,
-                            mask_gen)
+    sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
     return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device)
 
 
@@ -211,7 +207,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     else:
         run.create()
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
-        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes)
+        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
         run.rewind(-1)
         rec.record(0, "init", lr_at_epoch(cfg, 0))
     return _loop(setup, run, rec, start_epoch, progress, stop_after_epoch)

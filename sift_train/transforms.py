@@ -121,24 +121,18 @@ def _width(layer: nn.Module) -> tuple[int, int]:
     return layer.in_channels, layer.out_channels
 
 
-def _with_norm(layer: nn.Module, norm: ModuleFactory | None, act: nn.Module | None = None) -> nn.Module:
+def _unit(module: nn.Module, layer: nn.Module, norm: ModuleFactory | None,
+          act: nn.Module | None = None) -> nn.Module:
+    """``module`` followed by ``norm(out width)`` and ``act``, keyed ``conv``/``linear``, ``bn``, ``act``
+    so that tables read alike across families."""
     if norm is None and act is None:
-        return layer
-    key = "linear" if isinstance(layer, nn.Linear) else "conv"
-    parts: list[tuple[str, nn.Module]] = [(key, layer)]
+        return module
+    parts: list[tuple[str, nn.Module]] = [("linear" if isinstance(layer, nn.Linear) else "conv", module)]
     if norm is not None:
         parts.append(("bn", norm(_width(layer)[1])))
     if act is not None:
         parts.append(("act", act))
     return nn.Sequential(OrderedDict(parts))
-
-
-def _followed(module: nn.Module, layer: nn.Module, norm: ModuleFactory | None) -> nn.Module:
-    """``module`` then ``norm``, keyed like :func:`_with_norm` so tables read alike across families."""
-    if norm is None:
-        return module
-    key = "linear" if isinstance(layer, nn.Linear) else "conv"
-    return nn.Sequential(OrderedDict([(key, module), ("bn", norm(_width(layer)[1]))]))
 
 
 def transform(
@@ -167,6 +161,11 @@ def transform(
     check_family(family)
     check_variant(variant)
     s = check_sparsity(s, where)
+    with torch.device(layer.weight.device):  # norms and activations follow the layer's device
+        return _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out)
+
+
+def _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out) -> nn.Module:
     sparse = s > 0
     d_in, d_out = _width(layer)
 
@@ -174,7 +173,7 @@ def transform(
         out = copy.deepcopy(layer)
         if sparse:
             mark_sparse(out)
-        return _with_norm(out, norm)
+        return _unit(out, out, norm)
 
     if family == "wide":
         w_in = wide_width(d_in, s, variant) if widen_in else d_in
@@ -182,7 +181,7 @@ def transform(
         out = copy.deepcopy(layer) if (w_in, w_out) == (d_in, d_out) else _like(layer, w_in, w_out)
         if sparse:
             mark_sparse(out)
-        return _with_norm(out, norm)
+        return _unit(out, out, norm)
 
     if family == "parallel":
         act = branch_act if variant == "paper" else None
@@ -191,7 +190,7 @@ def transform(
             conv = copy.deepcopy(layer) if i == 0 else _like(layer, d_in, d_out)
             if sparse:
                 mark_sparse(conv)
-            branches.append(_with_norm(conv, norm, act() if act is not None else None))
+            branches.append(_unit(conv, layer, norm, act() if act is not None else None))
         return ParallelSum(branches)
 
     if family == "factorized":
@@ -199,9 +198,8 @@ def transform(
         U = mark_sparse(_like(layer, d_in, rank, bias=False))
         V = mark_sparse(_like(layer, rank, d_out, pointwise=True))
         bn = nn.BatchNorm1d if isinstance(layer, nn.Linear) else nn.BatchNorm2d
-        with torch.device(layer.weight.device):
-            mid = nn.Sequential(OrderedDict(bn=bn(rank), relu=nn.ReLU(inplace=True)))
-        return _followed(Factorized(U, mid, V), layer, norm)
+        mid = nn.Sequential(OrderedDict(bn=bn(rank), relu=nn.ReLU(inplace=True)))
+        return _unit(Factorized(U, mid, V), layer, norm)
 
     # doped
     rank = doped_rank(fan_in(layer), d_out, s, variant)
@@ -215,4 +213,4 @@ def transform(
         if variant == "official":  # the released code masks U and V too (spec §1.5, §6.1)
             mark_sparse(U)
             mark_sparse(V)
-    return _followed(Doped(S, U, V), layer, norm)
+    return _unit(Doped(S, U, V), layer, norm)

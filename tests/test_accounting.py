@@ -73,25 +73,29 @@ def test_masked_flops_scale_each_layer_by_its_density():
         with torch.no_grad():
             p.mul_(mask)
         active[name] = int(mask.sum())
-    modules = dict(model.named_modules())
     expected = Fraction(10)  # fc bias adds
-    for name, p in model.named_parameters():
-        owner = name.rsplit(".", 1)[0]
-        if name.endswith("weight") and isinstance(modules[owner], (nn.Conv2d, nn.Linear)):
-            expected += _module_flops(model, owner) * Fraction(active.get(name, p.numel()), p.numel())
+    for owner, flops in _torch_flops_per_module(model, (1, 28, 28)).items():
+        name, weight = f"{owner}.weight", dict(model.named_modules())[owner].weight
+        expected += flops * Fraction(active.get(name, weight.numel()), weight.numel())
     assert forward_flops(model, (1, 28, 28), active) == expected
 
 
-def _module_flops(model, owner):
-    """torch's FLOP count of one module, by hooking its input."""
-    module = dict(model.named_modules())[owner]
-    captured = {}
-    handle = module.register_forward_hook(lambda m, i, o: captured.update(x=i[0]))
-    model.eval()(torch.zeros(1, 1, 28, 28))
-    handle.remove()
-    with FlopCounterMode(display=False) as counter:
-        module(captured["x"])
-    return counter.get_total_flops()
+def _torch_flops_per_module(model, in_shape):
+    """torch's FLOP count of each Conv2d/Linear, each run alone on the input it sees in the model."""
+    inputs, hooks = {}, []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            hooks.append(module.register_forward_hook(
+                lambda m, i, o, name=name: inputs.update({name: (m, i[0])})))
+    model.eval()(torch.zeros(1, *in_shape))
+    for h in hooks:
+        h.remove()
+    out = {}
+    for name, (module, x) in inputs.items():
+        with FlopCounterMode(display=False) as counter:
+            module(x)
+        out[name] = counter.get_total_flops()
+    return out
 
 
 def test_active_counts_floor_and_uniform_sparsity_equals_dict():
@@ -136,3 +140,18 @@ def test_sparse_tensor_outside_conv_linear_named():
     mark_sparse(model[1])
     with pytest.raises(ValueError, match="1: Bilinear holds parameters"):
         forward_flops(model, (4,))
+
+
+def test_module_reused_in_forward_rejected():
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, shared)
+    with pytest.raises(ValueError, match="0: module runs more than once"):
+        forward_flops(model, (4,))
+
+
+def test_counting_keeps_each_module_mode():
+    model = build_model("cnn", in_shape=(1, 8, 8), num_classes=10, family="factorized", sparsity=0.5)
+    model.train()
+    model.units[0].eval()
+    forward_flops(model, (1, 8, 8))
+    assert model.training and not model.units[0].training and model.units[1].training

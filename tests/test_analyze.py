@@ -173,3 +173,11 @@ def test_hoang2023b_convention_tables(runs, tmp_path):
     result = _quick([runs], tmp_path / "out", convention="hoang2023b")
     assert {"delta_r", "delta_s", "imdb", "imdb_norm", "narc", "reason"} <= set(result.layers.columns)
     assert len(result.summary) == 6
+
+
+def test_degenerate_group_drawn_with_note_not_crash(tmp_path, capsys):
+    run = write_run(tmp_path / "runs", "two-points", steps=(0, 10))
+    code = main(["analyze", str(run), "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and "note: heatmap imdb-imsg: All runs (2 snapshots; fewer than 3" in err
+    assert (tmp_path / "out" / "figures" / "pareto_imdb-imsg_all.png").stat().st_size > 5000

@@ -1,6 +1,5 @@
 """Iso-FLOP mask-sparsity search (paper App. A.2; spec §3.3, §6.1)."""
 import pytest
-import torch
 from torch import nn
 
 from sift_train.accounting import forward_flops, trace

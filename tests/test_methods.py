@@ -1,9 +1,11 @@
 """Drop/grow criteria and exact counts of static, SET and RigL (sparse-ift.md §2.4-2.6)."""
+import math
+
 import torch
 from torch import nn
 
 from sift_train import mark_sparse
-from sift_train.masking import random_masks
+from sift_train.masking import active_count, random_masks
 from sift_train.methods import RigL, SET, Static, drop_by_magnitude, get_method, grow_top
 from sift_train.schedule import UpdateSchedule
 from sift_train.sparse_training import SparseTraining
@@ -79,7 +81,8 @@ def _train(method, *, steps=60, interval=5, exact=False, seed=0, record=None):
     sparsity = {n: 0.8 for n in shapes}
     gen = torch.Generator().manual_seed(seed)
     masks = random_masks(shapes, sparsity, gen, exact=exact)
-    st = SparseTraining(model, opt, masks, sparsity, get_method(method),
+    targets = {n: active_count(math.prod(sh), 0.8) for n, sh in shapes.items()}
+    st = SparseTraining(model, opt, masks, targets, get_method(method),
                         UpdateSchedule(end=int(0.75 * steps), interval=interval), gen)
     x, y = torch.randn(32, 1, 4, 4), torch.randint(0, 3, (32,))
     for _ in range(steps):

@@ -127,3 +127,35 @@ def test_arpack_path_is_deterministic(monkeypatch):
 
 def test_empty_matrix_has_zero_singular_values():
     assert top2_singular_values(np.zeros((5, 4))) == (0.0, 0.0)
+
+
+def test_degree_class_blocks_match_dense_svd():
+    """The per-class route (dense block, Gram of the smaller side) of a conv layer, mask and |W|."""
+    from sift_graph.bipartite import degree_classes, dense_rows
+    from sift_graph.spectral import top2_dense
+
+    rng = np.random.default_rng(12)
+    mask = rng.random((40, 30, 3, 3)) < 0.15
+    b = sift_graph.biadjacency(mask)
+    bw = sift_graph.biadjacency(mask * np.abs(rng.standard_normal(mask.shape)))
+    checked = 0
+    for d, idx in degree_classes(b):
+        for block, binary in ((dense_rows(b, idx), True), (dense_rows(bw, idx), False)):
+            ours = np.array(top2_dense(block, binary=binary))
+            ref = svd_top2(block)
+            assert np.all(np.abs(ours - ref) <= 1e-9 * max(ref[0], 1e-300)), (d, ours, ref)
+            checked += 1
+    assert checked > 20
+
+
+def test_int8_and_float_gram_routes_agree_exactly(monkeypatch):
+    rng = np.random.default_rng(13)
+    b = sp.csr_matrix((rng.random((700, 90)) < 0.2).astype(float))
+    from sift_graph.spectral import _gram
+
+    monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", 0)
+    monkeypatch.setattr(spectral, "_INT_GEMM_CHUNK_ENTRIES", 90 * 256)  # several chunks
+    g_int = _gram(b)
+    monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", float("inf"))
+    np.testing.assert_array_equal(g_int, _gram(b))
+    np.testing.assert_array_equal(g_int, (b.T @ b).toarray())

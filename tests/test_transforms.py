@@ -61,8 +61,9 @@ def test_sparse_tensors_declared_per_family():
 def test_wide_layer_scales_both_widths_by_k_sw():
     out = transform(nn.Linear(64, 128), "wide", 0.75)
     assert (out.in_features, out.out_features) == (128, 256)
-    conv = transform(nn.Conv2d(3, 64, 3), "wide", 0.75, widen_in=False)
-    assert (conv.in_channels, conv.out_channels) == (3, 128)
+    unit = transform(nn.Conv2d(3, 64, 3), "wide", 0.75, widen_in=False, norm=nn.BatchNorm2d)
+    assert (unit.conv.in_channels, unit.conv.out_channels, unit.bn.num_features) == (3, 128, 128)
+    assert unit(torch.randn(2, 3, 5, 5)).shape == (2, 128, 3, 3)
 
 
 def test_parallel_is_sum_of_branches_with_relu_only_in_paper_variant():

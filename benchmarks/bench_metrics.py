@@ -1,0 +1,151 @@
+"""Benchmark: ``sift_graph.layer_metrics`` against a reference-style baseline on realistic layers.
+
+Run:  python benchmarks/bench_metrics.py [--skip-baseline-large] [--cases conv512,linear4608,conv1619]
+
+The baseline follows the reference algorithm of hoang2023a (``ScottHoang/dst-ram-pruning@73bb598
+sparselearning/ramanujan.py``, spec ``../shared/specs/metrics.md`` §3.3-3.4, §4): for the whole
+layer and for every input-degree class it builds the bipartite adjacency ``[[0, B], [Bᵀ, 0]]`` of the
+non-isolated nodes (as scipy sparse; the reference even builds it dense), runs float32
+``eigsh(k=3, which="LM")`` with scipy's random start vector and takes the 3rd largest |eigenvalue|
+as μ̂ — once for the mask and once for |W⊙M| — under hoang2023a's degree rules and Cheeger factor.
+
+Every (case, method) runs in its own subprocess, so its peak memory (``ru_maxrss``) is its own.
+Printed: wall seconds, CPU seconds (all threads; steadier than wall time on a shared machine),
+speed-up (baseline / sift wall time), |difference| per metric, peak RSS of the process and the part
+of it added by the metric call (inputs already allocated before). sift pins BLAS itself (1 thread,
+all cores only for large dense Gram products); run on an otherwise idle machine for clean numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
+
+# name: (PyTorch weight shape, density). Shapes from the issue; masks drawn with default_rng(2024)
+# like metrics.md §11.
+CASES = {
+    "conv512": ((512, 512, 3, 3), 0.10),
+    "linear4608": ((4608, 512), 0.50),
+    "conv1619": ((1619, 1619, 3, 3), 0.10),
+}
+LARGE = ("linear4608", "conv1619")
+METRICS = ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg")
+
+
+def make_layer(name: str) -> tuple[np.ndarray, np.ndarray]:
+    shape, density = CASES[name]
+    rng = np.random.default_rng(2024)
+    mask = rng.random(shape, dtype=np.float32) < density
+    weight = rng.standard_normal(shape, dtype=np.float32)
+    return mask, weight
+
+
+# ---------------------------------------------------------------- reference-style baseline
+def _bounds(t: np.ndarray, weighted: bool) -> float:
+    """``Ramanujan.ramanujan_bounds`` on a (left × right) matrix: inf unless d_L ≥ 3 and d_R > 1."""
+    t = t[(t != 0).any(axis=1)][:, (t != 0).any(axis=0)]
+    n_l, n_r = t.shape
+    e = np.count_nonzero(t)
+    if n_l == 0 or not (e / n_l >= 3 and e / n_r > 1):
+        return math.inf
+    b = sp.coo_matrix(t.astype(np.float32))
+    adj = sp.bmat([[None, b], [b.T, None]], format="coo").astype(np.float32)
+    eigs = sorted(np.abs(eigsh(adj, k=3, which="LM", return_eigenvectors=False)), reverse=True)
+    if weighted:
+        return float(eigs[0] - eigs[-1])
+    return math.sqrt(e / n_l - 1) + math.sqrt(e / n_r - 1) - float(eigs[-1])
+
+
+def baseline_layer_metrics(mask: np.ndarray, weight: np.ndarray) -> dict:
+    """hoang2023a ``full_graph_score`` + ``iterative_mean_score``, reference algorithm."""
+    n_out = mask.shape[0]
+    fm = mask.reshape(n_out, -1).T.astype(np.float32)  # n_in × n_out
+    fw = np.abs(weight * mask).reshape(n_out, -1).T.astype(np.float32)
+    out = {"delta_r": _bounds(fm.T, False), "lambda": _bounds(fw.T, True)}  # left = outputs
+    deg = fm.sum(axis=1)
+    terms, wterms = [], []
+    for d, k in Counter(deg.tolist()).items():
+        if d == 0 or k < 2:
+            continue
+        idx = deg == d
+        sub, wsub = fm[idx], fw[idx]  # left = the k inputs
+        bound = _bounds(sub, False)
+        wbound = _bounds(wsub, True)
+        o = int((sub.sum(axis=0) > 0).sum())
+        cheeger = max(k, o) / (k + o - 1)
+        if bound == math.inf:
+            continue
+        terms.append(cheeger * bound)
+        wterms.append(cheeger * wbound)
+    out["delta_r_imdb"] = sum(terms) / len(terms) if terms else 0.0
+    out["lambda_imsg"] = sum(wterms) / len(wterms) if wterms else 0.0
+    return out
+
+
+# ---------------------------------------------------------------- one measurement per process
+def worker(case: str, method: str) -> None:
+    mask, weight = make_layer(case)
+    if method == "sift":
+        import sift_graph
+
+        fn = lambda: sift_graph.layer_metrics(mask, weight)  # noqa: E731
+    else:
+        fn = lambda: baseline_layer_metrics(mask, weight)  # noqa: E731
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = fn()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mb": rss / 1024, "added_mb": (rss - rss_before) / 1024,
+                      "metrics": {k: res[k] for k in METRICS}}))
+
+
+def measure(case: str, method: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", case, method],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{case}/{method} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--skip-baseline-large", action="store_true",
+                   help=f"skip the (minutes-long) baseline on {', '.join(LARGE)}")
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
+    p.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(*args.worker)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    print(f"{'case':12s} {'method':9s} {'seconds':>9s} {'cpu s':>8s} {'speed-up':>9s} {'peak MB':>8s} {'added MB':>9s}  "
+          + "  ".join(f"{m:>12s}" for m in METRICS))
+    for case in cases:
+        ours = measure(case, "sift")
+        base = None if (args.skip_baseline_large and case in LARGE) else measure(case, "baseline")
+        for method, r in (("sift", ours), ("baseline", base)):
+            if r is None:
+                print(f"{case:12s} {'baseline':9s} {'skipped':>9s}")
+                continue
+            ratio = f"{base['seconds'] / ours['seconds']:8.1f}x" if base and method == "sift" else ""
+            print(f"{case:12s} {method:9s} {r['seconds']:9.3f} {r['cpu']:8.3f} {ratio:>9s} {r['rss_mb']:8.0f} {r['added_mb']:9.0f}  "
+                  + "  ".join(f"{r['metrics'][m]:12.6f}" for m in METRICS))
+        if base:
+            diffs = [abs(ours["metrics"][m] - base["metrics"][m]) for m in METRICS]
+            print(f"{case:12s} {'|diff|':9s} {'':9s} {'':8s} {'':9s} {'':8s} {'':9s}  " + "  ".join(f"{d:12.2e}" for d in diffs))
+
+
+if __name__ == "__main__":
+    main()

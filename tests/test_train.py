@@ -1,0 +1,97 @@
+"""Training recipe, CLI and sweep."""
+import pytest
+import torch
+
+from sift_train.__main__ import main
+from sift_train.config import TrainConfig, lr_at_epoch, make_config
+from sift_train.sweep import SWEEPS, SweepPreset, run_name, run_sweep, sweep_configs
+from sift_train.train import build, make_optimizer
+
+
+def test_default_config_is_the_paper_cifar_recipe():
+    c = TrainConfig()
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.nesterov, c.weight_decay) == (200, 128, 0.1, 0.9, True, 5e-4)
+    assert c.milestones == (60, 120, 160) and c.lr_gamma == 0.2
+    assert (c.update_interval, c.drop_fraction, c.end_fraction, c.anneal) == (100, 0.3, 0.75, "cosine")
+    assert make_config(dataset="cifar100").preset == "cifar" and make_config().dataset == "digits"
+
+
+def test_lr_decays_at_milestones_paper_and_one_epoch_late_official():
+    paper, official = TrainConfig(), TrainConfig(variant="official")
+    assert [lr_at_epoch(paper, e) for e in (59, 60, 120, 160)] == pytest.approx([0.1, 0.02, 0.004, 0.0008])
+    # sparse-ift.md §4: official lr 0.1 for epochs 0-60, 0.02 for 61-120, ...
+    assert [lr_at_epoch(official, e) for e in (60, 61, 121, 161)] == pytest.approx([0.1, 0.02, 0.004, 0.0008])
+
+
+def test_paper_excludes_bn_and_bias_from_weight_decay_official_does_not():
+    for variant, n_groups in (("paper", 2), ("official", 1)):
+        setup = build(make_config("digits", dataset="synthetic", variant=variant, sparsity=0.5, epochs=1))
+        opt = make_optimizer(setup.cfg, setup.model)
+        decayed = [p for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]]
+        assert len(opt.param_groups) == n_groups
+        assert any(p.dim() == 1 for p in decayed) == (variant == "official")
+
+
+def test_paper_masks_have_exact_counts_official_masks_are_bernoulli():
+    counts = {}
+    for variant in ("paper", "official"):
+        setup = build(make_config("digits", dataset="synthetic", variant=variant, family="wide",
+                                  sparsity=0.75, iso_flop=False, epochs=1))
+        counts[variant] = setup.sparse.masking.active_counts() == setup.sparse.targets
+    assert counts == {"paper": True, "official": False}
+
+
+def test_cli_train_writes_a_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = main(["train", "--dataset", "synthetic", "--model", "mlp", "--family", "wide", "--sparsity",
+                 "0.75", "--method", "set", "--epochs", "2", "--batch-size", "64", "--update-interval",
+                 "2", "--drop-fraction", "0.5", "--lr", "0.05", "--milestones", "1", "--seed", "3",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0 and (out / "done.json").is_file()
+    import json
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert (cfg["method"], cfg["update_interval"], cfg["drop_fraction"], cfg["milestones"], cfg["seed"]) == \
+        ("set", 2, 0.5, [1], 3)
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_cli_missing_data_dir_is_one_clear_error(tmp_path, capsys):
+    code = main(["train", "--dataset", "cifar100", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "expected the file" in err and "cifar-100-python" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_rejects_unknown_method():
+    with pytest.raises(SystemExit):
+        main(["train", "--method", "granet", "--out", "x"])
+
+
+def test_sweep_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(SWEEPS, "tiny", SweepPreset(
+        families=("wide",), sparsities=(0.5,), methods=("static", "rigl"),
+        base=dict(preset="digits", dataset="synthetic", model="mlp", epochs=2, update_interval=2)))
+    names = [run_name(c) for c in sweep_configs("tiny")]
+    assert names == ["mlp-dense-seed0", "mlp-wide-s0.5-static-seed0", "mlp-wide-s0.5-rigl-seed0"]
+    from sift_train.train import train
+    train(sweep_configs("tiny")[2], tmp_path / names[2], progress=False, stop_after_epoch=1)
+    first = run_sweep("tiny", tmp_path, jobs=1, progress=False)
+    assert [r[1] for r in first] == ["trained", "trained", "resumed"]
+    again = run_sweep("tiny", tmp_path, jobs=1, progress=False)
+    assert [r[1] for r in again] == ["skipped (done)"] * 3
+
+
+def test_demo_sweep_is_a_grid_of_families_sparsities_and_methods():
+    cfgs = sweep_configs("demo")
+    assert len(cfgs) == 1 + 4 * 3 * 3 and len({run_name(c) for c in cfgs}) == len(cfgs)
+    assert {c.dataset for c in cfgs} == {"digits"}
+
+
+def test_adam_training_keeps_inactive_weights_zero(tmp_path):
+    from sift_train.train import train
+    cfg = make_config("digits", dataset="synthetic", model="cnn", family="doped", sparsity=0.75,
+                      method="rigl", optimizer="adam", lr=0.01, epochs=2, batch_size=32, update_interval=3)
+    train(cfg, tmp_path / "r", progress=False)
+    state = torch.load(tmp_path / "r" / "checkpoint" / "last.pt", weights_only=True)["model"]
+    masks = {k[: -len("_mask")]: v for k, v in state.items() if k.endswith("_mask")}
+    assert masks and all(state[k][~m].abs().max() == 0 for k, m in masks.items())
