@@ -86,7 +86,9 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPU cores")
 
         snapshot = sift_graph.load_run(run).snapshots[0]
+        t0 = time.perf_counter()
         tensors = snapshot.load()
+        t_decode = time.perf_counter() - t0
         with threadpool_limits(1):
             t0 = time.perf_counter()
             for mask, weight in tensors.values():
@@ -105,6 +107,8 @@ def main() -> None:
 
         n = args.snapshots
         rows = [("baseline: layer_metrics on 1 snapshot, in-process, 1 thread", base, 1, base),
+                ("decode 1 snapshot, npz -> masks + weights (I/O part of analyze)", t_decode, 1,
+                 t_decode),
                 (f"analyze --jobs {os.cpu_count()} (cold cache)", t_cold, n, t_cold / n),
                 ("analyze again (warm cache, nothing computed)", t_warm, n, t_warm / n)]
         print(f"\n{'what':<60} {'wall s':>8} {'snaps':>6} {'s/snapshot':>11} {'snap/s':>8} {'vs base':>8}")

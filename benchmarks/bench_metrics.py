@@ -14,6 +14,7 @@ Printed: wall seconds, CPU seconds (all threads; steadier than wall time on a sh
 speed-up (baseline / sift wall time), |difference| per metric, peak RSS of the process and the part
 of it added by the metric call (inputs already allocated before). sift pins BLAS itself (1 thread,
 all cores only for large dense Gram products); run on an otherwise idle machine for clean numbers.
+torch is imported before timing in both methods (sift uses its int8 GEMM for 0/1 Gram matrices).
 """
 from __future__ import annotations
 
@@ -93,6 +94,8 @@ def baseline_layer_metrics(mask: np.ndarray, weight: np.ndarray) -> dict:
 
 # ---------------------------------------------------------------- one measurement per process
 def worker(case: str, method: str) -> None:
+    import torch  # noqa: F401  (loaded up front, as in any PyTorch session: its import is not timed)
+
     mask, weight = make_layer(case)
     if method == "sift":
         import sift_graph

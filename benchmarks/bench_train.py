@@ -1,6 +1,6 @@
 """Masked-training overhead and RigL update cost on CPU.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_train.py [--steps 200] [--threads 1] [--resnet]
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py [--steps 150] [--threads 1]
 
 For each model: steps/s of the same model trained unmasked (plain SGD, the baseline) and masked
 (sift masks, static method: forward pre-hook, gradient and optimizer-state masking), their ratio;
@@ -86,21 +86,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150, help="timed steps per model and mode")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--resnet", action="store_true", help="also CIFAR ResNet-18 (slow on CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cases = [("mlp", (1, 8, 8), "wide", 0.75, 128), ("cnn", (1, 8, 8), "wide", 0.75, 128),
              ("cnn", (1, 8, 8), "parallel", 0.9, 128), ("cnn", (3, 32, 32), "factorized", 0.75, 64)]
-    if args.resnet:
-        cases.append(("resnet18", (3, 32, 32), "dense", 0.9, 16))
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} timed steps per mode")
     head = (f"{'model':<34}{'sparse w':>10}{'unmasked st/s':>15}{'masked st/s':>13}{'overhead':>10}"
             f"{'RigL upd ms':>13}{'upd share ΔT=100':>18}")
     print(head)
     print("-" * len(head))
     for case in cases:
-        steps = args.steps if case[0] != "resnet18" else max(12, args.steps // 10)
-        r = bench(*case, steps=steps)
+        r = bench(*case, steps=args.steps)
         print(f"{r['model']:<34}{r['sparse']:>10}{r['dense']:>15.1f}{r['masked']:>13.1f}"
               f"{100 * r['overhead']:>9.1f}%{r['update_ms']:>13.2f}{100 * r['share']:>17.2f}%")
     print("goals: overhead <= 15 %, update share <= 5 %")

@@ -6,7 +6,7 @@ same sift version -> same rows. ``index.json`` maps each snapshot path to ``(siz
 so that unchanged files are not even re-hashed; a touched file is re-hashed, and recomputed only if
 its content changed. As in git's "racy" check, files modified less than ``RACY_NS`` before the index
 is saved are left out of it (a same-size rewrite within one timestamp tick would otherwise go
-unnoticed). Nothing is pickled; NaN is stored as ``null``.
+unnoticed). Nothing is pickled; NaN (and any non-finite value) is stored as ``null``.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _nan_to_none(row: dict) -> dict:
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def _none_to_nan(row: dict) -> dict:

@@ -21,6 +21,7 @@ The references take the 3rd largest ``|eig|`` of the bipartite adjacency ``[[0, 
 from __future__ import annotations
 
 import contextlib
+import platform
 
 import numpy as np
 import scipy.linalg as sla
@@ -146,6 +147,8 @@ def _gram(b: sp.csr_matrix) -> np.ndarray:
 def _int8_gram(b: sp.csr_matrix) -> np.ndarray | None:
     """Exact ``BᵀB`` of a 0/1 matrix by int8 × int8 → int32 GEMM (``torch._int_mm``), ≈ 3× faster
     than float32 BLAS on this machine; counts < 2²⁴ ≪ 2³¹. ``None`` if torch cannot do it."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):  # oneDNN int8 kernels checked on x86 only
+        return None
     try:
         import torch
 

@@ -76,7 +76,8 @@ def register(sub) -> None:
     s.add_argument("--preset", default="demo", help="sweep preset (default demo)")
     s.add_argument("--out", required=True, help="folder for the run folders")
     s.add_argument("--device", default="cpu")
-    s.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (default 1)")
+    s.add_argument("--jobs", type=int, default=0,
+                   help="runs trained in parallel processes (default 0: one per CPU core, at most 4)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_sweep)
 

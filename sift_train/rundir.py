@@ -19,11 +19,21 @@ METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "test_loss", "tes
 REASONS = ("init", "epoch_end", "mask_update", "final", "every")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file in ``path``'s folder, then ``os.replace`` it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -119,6 +129,11 @@ class RunDir:
         for r in self._rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})
         atomic_write_bytes(self.path / "metrics.csv", buf.getvalue().encode())
+
+    def last_test_acc(self) -> float | None:
+        """Test accuracy of the last metrics row written (``None`` if there is none)."""
+        value = self._rows[-1]["test_acc"] if self._rows else None
+        return None if value in (None, "") else float(value)
 
     # ------------------------------------------------------------------ snapshots
     def write_snapshot(self, step: int, epoch: float, test_acc: float | None, reason: str,

@@ -63,8 +63,6 @@ def _one(args) -> tuple[str, str, float | None, float]:
 
     torch.set_num_threads(1)
     run = RunDir(out)
-    if run.done:
-        return run.path.name, "skipped (done)", None, 0.0
     status = "resumed" if run.has_checkpoint else "trained"
     t = time.perf_counter()
     info = train(cfg, out, resume=True, device=device, progress=progress)
@@ -83,18 +81,31 @@ def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 
     results = []
     t0 = time.perf_counter()
 
-    def report(i, r):
+    def report(i: int, r: tuple) -> None:
         name, status, acc, secs = r
         acc_s = "" if acc is None else f"  test acc {acc:.4f}"
         print(f"[{i:>3}/{len(tasks)}] {name:<40} {status:<16}{acc_s}  {secs:6.1f} s", file=sys.stderr)
         results.append(r)
 
-    if jobs == 1 or device != "cpu":
-        for i, task in enumerate(tasks, 1):
-            report(i, _one(task))
+    pending = []
+    for task in tasks:
+        if (Path(task[1]) / "done.json").is_file():
+            report(len(results) + 1, (Path(task[1]).name, "skipped (done)", None, 0.0))
+        else:
+            pending.append(task)
+    if jobs == 1 or device != "cpu" or len(pending) <= 1:
+        for task in pending:
+            report(len(results) + 1, _one(task))
     else:
-        with mp.get_context("spawn").Pool(jobs) as pool:
-            for i, r in enumerate(pool.imap_unordered(_one, tasks), 1):
-                report(i, r)
+        pool = mp.get_context("spawn").Pool(min(jobs, len(pending)))
+        try:
+            for r in pool.imap_unordered(_one, pending):
+                report(len(results) + 1, r)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     print(f"sweep {preset!r}: {len(tasks)} runs in {out} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     return results

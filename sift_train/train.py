@@ -64,7 +64,7 @@ def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dic
 
 def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     """Seeded construction: data, model, initial masks (exact or Bernoulli by variant), optimizer."""
-    device = torch.device(device)
+    device = check_device(device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -83,6 +83,18 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
     sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
     return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: sift_train runs on cpu or cuda")
+    return dev
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -131,7 +143,7 @@ class _Recorder:
         self.setup, self.run = setup, run
         self.steps_per_epoch = len(setup.batches)
         self.info = dataset_info(setup.cfg.dataset)
-        self._flops: tuple[int | None, int] | None = None
+        self._flops: tuple[tuple[int, ...], int] | None = None
         self.reset()
 
     def reset(self):
@@ -143,9 +155,10 @@ class _Recorder:
         self.seen += n
 
     def flops(self) -> int:
-        key = self.setup.sparse.last_update_step
+        """Forward FLOPs with the current active counts (recounted only when a count changed)."""
+        active = self.setup.sparse.masking.active_counts()
+        key = tuple(active.values())
         if self._flops is None or self._flops[0] != key:
-            active = self.setup.sparse.masking.active_counts()
             self._flops = (key, accounting.forward_flops(self.setup.model, self.info.in_shape, active))
         return self._flops[1]
 
@@ -194,9 +207,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     if not run.is_empty() and not resume:
         raise ValueError(f"{run.path}: folder exists and is not empty; pass --resume to continue it")
     if resume and run.has_checkpoint:
-        saved = TrainConfig.from_dict(run.read_config()["config"])
-        if saved != cfg:
-            diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict().get(k) != v)
+        saved = TrainConfig.from_dict(run.read_config()["config"]).to_dict()
+        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k != "data_dir")
+        if diff:
             raise ValueError(f"{run.path}: --resume with a different config (fields {', '.join(diff)})")
     setup = build(cfg, device)
     rec = _Recorder(setup, run)
@@ -219,7 +232,7 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
     spe = len(setup.batches)
     bar = tqdm(total=spe * cfg.epochs, initial=sparse.step, disable=not progress, unit="step",
                desc=Path(run.path).name, leave=False, dynamic_ncols=True)
-    test_acc = None
+    test_acc = run.last_test_acc()
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         lr = lr_at_epoch(cfg, epoch)
@@ -233,8 +246,13 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
             loss = nn.functional.cross_entropy(out, y)
             loss.backward()
             opt.step()
-            rec.add(float(loss.detach()), int((out.argmax(1) == y).sum()), len(y))
             step = sparse.step
+            loss_value = float(loss.detach())
+            if not np.isfinite(loss_value):
+                bar.close()
+                raise ValueError(f"{run.path}: training loss is {loss_value} at step {step} (diverged; "
+                                 f"try a lower --lr); the last checkpoint is kept for --resume")
+            rec.add(loss_value, int((out.argmax(1) == y).sum()), len(y))
             bar.update(1)
             bar.set_postfix(loss=f"{rec.loss_sum / rec.seen:.3f}", acc=f"{rec.correct / rec.seen:.3f}",
                             test=f"{test_acc:.3f}" if test_acc is not None else "-", refresh=False)

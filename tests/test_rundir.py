@@ -38,6 +38,17 @@ def test_snapshot_round_trip_equals_model_tensors(tmp_path):
         assert weight.shape == tuple(params[name].shape)
 
 
+def test_epoch_end_snapshot_equals_the_model_at_that_step(tmp_path):
+    cfg = _cfg(method="set")
+    train(cfg, tmp_path / "run", progress=False, stop_after_epoch=1)  # checkpoint at step 8
+    model = build(cfg).model
+    model.load_state_dict(torch.load(tmp_path / "run" / "checkpoint" / "last.pt", weights_only=True)["model"])
+    snap = {s.step: s for s in load_run(tmp_path / "run").snapshots}[8].load()
+    for name, p in sparse_parameters(model).items():
+        assert np.array_equal(snap[name][1], p.detach().numpy())
+        assert np.array_equal(snap[name][0], read_masks(model)[name].numpy())
+
+
 def test_snapshots_cover_init_epoch_ends_and_every_mask_update(tmp_path):
     cfg = _cfg()
     train(cfg, tmp_path / "run", progress=False)

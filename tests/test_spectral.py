@@ -148,13 +148,14 @@ def test_degree_class_blocks_match_dense_svd():
     assert checked > 20
 
 
-def test_int8_and_float_gram_routes_agree_exactly(monkeypatch):
+@pytest.mark.parametrize("shape,chunk", [((700, 90), 90 * 256), ((3000, 200), 2**25)])
+def test_int8_and_float_gram_routes_agree_exactly(monkeypatch, shape, chunk):
     rng = np.random.default_rng(13)
-    b = sp.csr_matrix((rng.random((700, 90)) < 0.2).astype(float))
+    b = sp.csr_matrix((rng.random(shape) < 0.2).astype(float))
     from sift_graph.spectral import _gram
 
     monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", 0)
-    monkeypatch.setattr(spectral, "_INT_GEMM_CHUNK_ENTRIES", 90 * 256)  # several chunks
+    monkeypatch.setattr(spectral, "_INT_GEMM_CHUNK_ENTRIES", chunk)  # several chunks for the first
     g_int = _gram(b)
     monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", float("inf"))
     np.testing.assert_array_equal(g_int, _gram(b))

@@ -95,3 +95,18 @@ def test_adam_training_keeps_inactive_weights_zero(tmp_path):
     state = torch.load(tmp_path / "r" / "checkpoint" / "last.pt", weights_only=True)["model"]
     masks = {k[: -len("_mask")]: v for k, v in state.items() if k.endswith("_mask")}
     assert masks and all(state[k][~m].abs().max() == 0 for k, m in masks.items())
+
+
+def test_cli_unavailable_device_is_one_clear_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    code = main(["train", "--dataset", "synthetic", "--device", "cuda", "--out", str(tmp_path / "r")])
+    assert code == 2 and "CUDA is not available" in capsys.readouterr().err
+
+
+def test_diverging_training_stops_with_a_clear_error(tmp_path):
+    from sift_train.train import train
+    cfg = make_config("digits", dataset="synthetic", model="mlp", family="wide", sparsity=0.5,
+                      method="rigl", epochs=2, lr=1e6, momentum=0.0, batch_size=64)
+    with pytest.raises(ValueError, match="training loss is nan"):
+        train(cfg, tmp_path / "r", progress=False)
