@@ -277,7 +277,7 @@ def write_figures(analysis: Analysis, convention: str, fmt: str = "png",
     summary, folder = analysis.summary, analysis.out / "figures"
     metrics = [m for m in MAIN_METRICS[convention] if m in summary]
     metric = layer_metric or LAYER_METRIC[convention]
-    if metric not in analysis.layers:
+    if not analysis.layers.empty and metric not in analysis.layers:
         raise ValueError(f"unknown layer metric {metric!r}; choose a column of layers.csv, "
                          f"e.g. {', '.join(metrics)}")
     keys = [k for k in GROUP_KEYS if k in summary]
@@ -301,5 +301,8 @@ def write_figures(analysis: Analysis, convention: str, fmt: str = "png",
     fig = plots.trajectories(summary, metrics=metrics)
     analysis.figures.append(plots.save(fig, folder / f"trajectories.{fmt}"))
     for run in summary["run"].unique():
+        if analysis.layers.empty or not (analysis.layers["run"] == run).any():
+            analysis.notes.append(f"no layer heatmap for {run}: it has no sparse tensors")
+            continue
         fig = plots.layer_heatmap(analysis.layers, metric=metric, run=run)
         analysis.figures.append(plots.save(fig, folder / f"layers_{metric}_{_slug(run)}.{fmt}"))

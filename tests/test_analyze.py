@@ -181,3 +181,16 @@ def test_degenerate_group_drawn_with_note_not_crash(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0 and "note: heatmap imdb-imsg: All runs (2 snapshots; fewer than 3" in err
     assert (tmp_path / "out" / "figures" / "pareto_imdb-imsg_all.png").stat().st_size > 5000
+
+
+def test_dense_run_without_sparse_tensors_is_summarised_without_layer_heatmap(tmp_path):
+    write_run(tmp_path / "runs", "sparse", steps=(0, 10, 20, 30))
+    write_run(tmp_path / "runs", "dense", steps=(0, 10), shapes={}, family="dense", sparsity=0.0)
+    result = run_analysis([tmp_path / "runs"], out=tmp_path / "out", jobs=1, progress=False)
+    assert not result.problems
+    assert set(result.summary["run"]) == {"sparse", "dense"}
+    assert set(result.layers["run"]) == {"sparse"}
+    names = {p.name for p in result.figures}
+    assert "layers_delta_r_imdb_sparse.png" in names
+    assert not any("dense" in n and n.startswith("layers_") for n in names)
+    assert any("dense" in note for note in result.notes)
