@@ -7,4 +7,4 @@ from .model import aggregate_layers, layers_from_state_dict, model_metrics
 from .ramanujan import delta_r, delta_r_imdb, spectral_gap, spectral_gap_imsg
 from .spectral import top2_singular_values
 from .runs import RunFormatError, load_run
-from .analyze import analyze, run_analysis
+from .pipeline import analyze, run_analysis

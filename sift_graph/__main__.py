@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .analyze import CONVENTIONS, run_analysis
+from .pipeline import CONVENTIONS, run_analysis
 
 
 def _analyze(args) -> int:

@@ -10,7 +10,7 @@ from runfolder import random_tensors, write_run, write_snapshot
 import sift_graph
 from sift_graph import load_run
 from sift_graph.__main__ import main
-from sift_graph.analyze import run_analysis
+from sift_graph.pipeline import run_analysis
 
 LAYER_COLUMNS = ["run", "step", "epoch", "layer", "shape", "density", "delta_r", "delta_r_imdb",
                  "lambda", "lambda_imsg", "reason"]
