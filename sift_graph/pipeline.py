@@ -293,6 +293,9 @@ def write_figures(analysis: Analysis, convention: str, fmt: str = "png",
             analysis.notes.append(f"no {tag} heatmap: convention {convention} has no {missing}")
             continue
         for slug, name, sub in groups:
+            if not sub[[x, y, "test_acc"]].notna().all(axis=1).any():
+                analysis.notes.append(f"no {tag} heatmap for {name}: no snapshot defines {x}, {y} and test_acc")
+                continue
             fig = plots.pareto_heatmap(sub, x=x, y=y, title=name)
             title = fig.axes[0].get_title()
             if plots.NO_SURFACE in title:

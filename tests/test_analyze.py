@@ -192,5 +192,5 @@ def test_dense_run_without_sparse_tensors_is_summarised_without_layer_heatmap(tm
     assert set(result.layers["run"]) == {"sparse"}
     names = {p.name for p in result.figures}
     assert "layers_delta_r_imdb_sparse.png" in names
-    assert not any("dense" in n and n.startswith("layers_") for n in names)
+    assert not any("dense" in n and n.startswith(("layers_", "pareto_")) for n in names)
     assert any("dense" in note for note in result.notes)
