@@ -16,12 +16,15 @@ The references take the 3rd largest ``|eig|`` of the bipartite adjacency ``[[0, 
   its entries are integer counts < 2²⁴, so either result is exact, and 2-6× faster than float64;
 * rank-deficient blocks (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
   ≈ √eps·σ1 (spec §8), are recomputed by SVD;
-* larger smaller sides: ``svds(k=2, solver="arpack", tol=0)`` with a fixed start vector.
+* larger smaller sides, and weighted (non-0/1) matrices whose float64 Gram would cost more than
+  ``_ARPACK_MIN_FLOAT_GRAM_MACS`` multiply-adds: ``svds(k=2, solver="arpack", tol=0)`` with a fixed
+  start vector.
 """
 from __future__ import annotations
 
 import contextlib
 import platform
+import threading
 
 import numpy as np
 import scipy.linalg as sla
@@ -54,6 +57,10 @@ _CHUNK_ROWS = 2048
 #: Smaller sides at or below this use numpy's full eigvalsh; above, LAPACK evr for the top 2 only.
 _FULL_EIG_MAX = 256
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
+#: Weighted (non-0/1) matrices whose float64 Gram needs at least this many multiply-adds go to
+#: ARPACK instead: the |W| of a 14571 × 1619 conv at 10 % density (3.8e10 MACs) took 1.04 s by Gram +
+#: eigh and 0.64 s by ``svds`` on the dev machine, equal to 2e-13; 0/1 Grams stay on the (int8) GEMM.
+_ARPACK_MIN_FLOAT_GRAM_MACS = 2e10
 
 _CONTROLLER = ThreadpoolController()
 #: BLAS threads a large product may use inside :func:`metric_threads` (the caller's own limit).
@@ -130,7 +137,7 @@ def _gram(b: sp.csr_matrix) -> np.ndarray:
     dense_cost = float(n) * m * m
     if dense_cost > _DENSE_SPEEDUP * sparse_cost:
         return (b.T @ b).toarray()
-    binary = n < 2**24 and bool(np.all(b.data == 1.0))
+    binary = _is_binary(b)
     if binary and dense_cost >= _INT_GEMM_MIN_MACS:
         g = _int8_gram(b)
         if g is not None:
@@ -142,6 +149,10 @@ def _gram(b: sp.csr_matrix) -> np.ndarray:
             d = dense_rows(b, np.arange(start, min(start + _CHUNK_ROWS, n)), dtype)
             g += d.T @ d
     return g.astype(np.float64, copy=False)
+
+
+def _is_binary(b: sp.csr_matrix) -> bool:
+    return b.shape[0] < 2**24 and bool(np.all(b.data == 1.0))
 
 
 def _int8_gram(b: sp.csr_matrix) -> np.ndarray | None:
@@ -180,17 +191,22 @@ def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
     return _top2_arpack(b)
 
 
+#: One ARPACK solve at a time: the metric code may run two Python threads (hoang2023a.py).
+_ARPACK_LOCK = threading.Lock()
+
+
 def _top2_arpack(b: sp.csr_matrix) -> np.ndarray:
     m = b.shape[1]
-    s = svds(
-        b,
-        k=2,
-        ncv=min(40, m),  # 20 → 40 against clustered spectra (scipy#26112, ecosystem.md §4.4)
-        tol=0,
-        v0=_fixed_v0(m),
-        solver="arpack",
-        return_singular_vectors=False,
-    )
+    with _ARPACK_LOCK:
+        s = svds(
+            b,
+            k=2,
+            ncv=min(40, m),  # 20 → 40 against clustered spectra (scipy#26112, ecosystem.md §4.4)
+            tol=0,
+            v0=_fixed_v0(m),
+            solver="arpack",
+            return_singular_vectors=False,
+        )
     return np.sort(s)[::-1]
 
 
@@ -206,7 +222,7 @@ def _top2_connected(b: sp.csr_matrix) -> np.ndarray:
     n, m = b.shape
     if m == 1:
         return np.array([np.sqrt(b.data @ b.data), 0.0])
-    if m > GRAM_MAX_SIDE:
+    if m > GRAM_MAX_SIDE or (float(n) * m * m >= _ARPACK_MIN_FLOAT_GRAM_MACS and not _is_binary(b)):
         return _top2_arpack(b)
     s = _top2_eigvalsh(_gram(b))
     if s[1] < RANK_DEFICIENT_RTOL * s[0]:

@@ -59,6 +59,20 @@ def test_arpack_path_for_wide_layers_matches_dense_svd(monkeypatch):
     assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
 
 
+def test_large_weighted_layers_go_to_arpack_and_match_dense_svd(monkeypatch):
+    """Weighted matrices above the Gram-cost threshold use svds; 0/1 ones keep the Gram."""
+    monkeypatch.setattr(spectral, "_ARPACK_MIN_FLOAT_GRAM_MACS", 1e6)
+    calls = []
+    arpack = spectral._top2_arpack
+    monkeypatch.setattr(spectral, "_top2_arpack", lambda b: calls.append(b.shape) or arpack(b))
+    rng = np.random.default_rng(10)
+    mask = rng.random((900, 200)) < 0.1
+    assert_matches_svd(mask.astype(float))
+    assert calls == []
+    assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
+    assert calls == [(900, 200)]
+
+
 def test_complete_bipartite_has_sigma1_sqrt_ab_and_sigma2_zero():
     for a, b in [(3, 5), (32, 48), (200, 7)]:
         s1, s2 = top2_singular_values(np.ones((a, b)))
