@@ -8,25 +8,13 @@ colour.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from common import summary_from_args
 
-import sift_graph
 from sift_graph import plots
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", type=Path)
-    parser.add_argument("--out", type=Path, help="default: RUNS/sift-analysis")
-    parser.add_argument("--family", nargs="+", default=None, help="default: every family found")
-    parser.add_argument("--sparsity", type=float, default=None, help="keep only runs at this sparsity")
-    parser.add_argument("--format", default="png", choices=("png", "svg", "pdf"))
-    args = parser.parse_args(argv)
-    out = args.out or args.runs / "sift-analysis"
-    _, summary = sift_graph.analyze([args.runs], out=out, figures=False)
-    if args.sparsity is not None:
-        summary = summary[(summary["sparsity"] - args.sparsity).abs() < 1e-9]
+    args, out, summary = summary_from_args(__doc__, argv)
     if args.family:
         summary = summary[summary["family"].isin(args.family)]
     if summary.empty:
