@@ -55,7 +55,7 @@ def check_mask(mask: Any, *, name: str = "mask") -> np.ndarray:
         raise ValueError(f"{name}: contains NaN or inf (shape {tuple(arr.shape)})")
     bad = (arr != 0.0) & (arr != 1.0)
     if bad.any():
-        first = arr[bad].flat[0]
+        first = arr[bad].flat[0].item()
         raise ValueError(
             f"{name}: expected a binary 0/1 mask, found {int(bad.sum())} other value(s), e.g. {first!r} "
             f"(shape {tuple(arr.shape)})"
