@@ -1,4 +1,4 @@
-"""``python -m sift_graph analyze PATH [PATH ...]``: metrics, tables and figures for run folders.
+"""python -m sift_graph analyze PATH [PATH ...]: metrics, tables and figures for run folders.
 
 Exit status: 0 if everything was analysed, 1 if a run or snapshot was skipped (each reported on one
 line), 2 for a usage error (nonexistent path, no runs found, unknown option).

@@ -1,4 +1,4 @@
-"""``python -m sift_train {describe,train,sweep} ...``"""
+"""python -m sift_train {describe,train,sweep}: Sparse-IFT models, sparse training and sweeps."""
 from __future__ import annotations
 
 import argparse
