@@ -14,9 +14,9 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from .validation import as_layer_array, check_layer, check_weight
+from .validation import check_layer, check_weight
 
-__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts", "dense_rows"]
+__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "csc_structure", "degree_classes", "node_counts", "dense_rows"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -26,19 +26,22 @@ def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
     return n_in, n_out
 
 
-def _csr_from_rows(values: np.ndarray) -> sp.csr_matrix:
-    """CSR biadjacency (n_in × n_out, float64) of the nonzeros of ``values`` (shape (n_out, n_in)).
+def csc_structure(t2d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSC structure of B from the nonzeros of ``t2d`` (shape (n_out, n_in), one output per row).
 
-    ``values`` holds one output per row, so its row-major nonzeros are B's columns in order: the
-    CSC form of B is built directly (no sort), then converted to CSR in linear time.
+    Row-major nonzeros of ``t2d`` are B's columns in order, so the CSC form is read off directly
+    (no sort) and converted to CSR in linear time by
+    ``sp.csc_matrix((data, inputs, indptr), shape=(n_in, n_out)).tocsr()``.
+    Returns ``(flat, inputs, indptr)``: flat positions of the nonzeros in ``t2d`` (to gather
+    ``data``), their input-node indices, and B's column pointer.
     """
-    n_out, n_in = values.shape
-    rows, cols = np.nonzero(values)
+    n_out, n_in = t2d.shape
+    flat = np.flatnonzero(t2d)
+    counts = np.count_nonzero(t2d, axis=1)
     indptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_out), out=indptr[1:])
-    data = values[rows, cols].astype(np.float64)
-    csc = sp.csc_matrix((data, cols.astype(np.int64), indptr), shape=(n_in, n_out))
-    return csc.tocsr()
+    np.cumsum(counts, out=indptr[1:])
+    inputs = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, counts)
+    return flat, inputs, indptr
 
 
 def biadjacency(tensor: Any) -> sp.csr_matrix:
@@ -61,8 +64,11 @@ def biadjacency(tensor: Any) -> sp.csr_matrix:
     ValueError
         Wrong rank or non-finite values.
     """
-    arr = check_weight(as_layer_array(tensor), name="tensor")
-    return _csr_from_rows(arr.reshape(arr.shape[0], -1))
+    t2d = check_weight(tensor, name="tensor")
+    t2d = t2d.reshape(t2d.shape[0], -1)
+    flat, inputs, indptr = csc_structure(t2d)
+    data = t2d.reshape(-1)[flat].astype(np.float64)
+    return sp.csc_matrix((data, inputs, indptr), shape=t2d.shape[::-1]).tocsr()
 
 
 def node_labels(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

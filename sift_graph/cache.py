@@ -66,7 +66,6 @@ class SnapshotCache:
             self._index = json.loads(self._index_path.read_text())
         except (OSError, ValueError):
             self._index = {}
-        self.hashed = 0
 
     def key(self, file: Path) -> str:
         """sha256 of ``file``; from the index when its size and mtime_ns are unchanged."""
@@ -76,7 +75,6 @@ class SnapshotCache:
         if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
             return entry[2]
         sha = file_sha256(file)
-        self.hashed += 1
         self._index[name] = [st.st_size, st.st_mtime_ns, sha]
         return sha
 

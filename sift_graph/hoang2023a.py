@@ -57,16 +57,15 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
         out["reasons"] = ["no_edges"]
         return out
     total_nodes = n_in + n_out
+    if mask_spectrum:
+        out["sigma1"], out["sigma2"] = top2_singular_values(bm)
     if e >= 3 * n_out and e > n_in:  # left = outputs: d_L = E/n_out ≥ 3, d_R = E/n_in > 1
         if mask_spectrum:
-            s1, s2 = top2_singular_values(bm)
-            out["sigma1"], out["sigma2"] = s1, s2
+            s2 = out["sigma2"]
             out["delta_r"] = math.sqrt(e / n_out - 1) + math.sqrt(e / n_in - 1) - s2
             out["full_narc"] = _mixing(s2, e, n_out, n_in, total_nodes)
     else:
         reasons.append("degree_rule")
-        if mask_spectrum:
-            out["sigma1"], out["sigma2"] = top2_singular_values(bm)
     if bw is None:
         reasons.append("no_weight")
     else:
@@ -162,22 +161,20 @@ def _mask_half(bm: sp.csr_matrix) -> tuple[dict, list[dict]]:
     return full_graph_score(bm, None), class_scores(bm, None)
 
 
-def _weight_half(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]]:
-    return full_graph_score(bm, bw, mask_spectrum=False), class_scores(bm, bw, mask_spectrum=False)
+def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None) -> bool:
+    """Whether :func:`_both_halves` pays off: a large layer with a weight, two BLAS threads allowed."""
+    return (bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
+            and max(min(bm.shape), min(bw.shape)) <= GRAM_MAX_SIDE)  # ARPACK path stays serial
 
 
 def _both_halves(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]]:
-    """Mask spectra and |W⊙M| spectra, in parallel for large layers; merged results."""
-    parallel = (bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
-                and max(min(bm.shape), min(bw.shape)) <= GRAM_MAX_SIDE)  # ARPACK path stays serial
-    if parallel:  # three jobs on two threads, longest (the float64 whole-layer Gram) first
-        with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
-            full_job = pool.submit(full_graph_score, bm, bw, mask_spectrum=False)
-            mask_job = pool.submit(_mask_half, bm)
-            class_job = pool.submit(class_scores, bm, bw, mask_spectrum=False)
-            (full_m, classes_m), full, classes = mask_job.result(), full_job.result(), class_job.result()
-    else:
-        (full_m, classes_m), (full, classes) = _mask_half(bm), _weight_half(bm, bw)
+    """Mask spectra and |W⊙M| spectra in two threads; the merged results equal the serial ones."""
+    # three jobs on two threads, longest (the float64 whole-layer Gram) first
+    with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
+        full_job = pool.submit(full_graph_score, bm, bw, mask_spectrum=False)
+        mask_job = pool.submit(_mask_half, bm)
+        class_job = pool.submit(class_scores, bm, bw, mask_spectrum=False)
+        (full_m, classes_m), full, classes = mask_job.result(), full_job.result(), class_job.result()
     for key in ("delta_r", "sigma1", "sigma2", "full_narc"):
         full[key] = full_m[key]
     for c, cm in zip(classes, classes_m):
@@ -187,11 +184,11 @@ def _both_halves(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]
 
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None) -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
-    if bm.nnz == 0 or bw is None:
+    if _parallel(bm, bw):
+        full, classes = _both_halves(bm, bw)
+    else:
         full = full_graph_score(bm, bw)
         classes = [] if bm.nnz == 0 else class_scores(bm, bw)
-    else:
-        full, classes = _both_halves(bm, bw)
     reasons = full.pop("reasons")
     it = iterative_mean_score(classes, bw is not None)
     if bm.nnz == 0:

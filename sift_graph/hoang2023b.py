@@ -113,9 +113,8 @@ def metrics(bs: sp.csr_matrix) -> dict:
     """All hoang2023b metrics of one layer with structure ``bs`` (see :func:`sift_graph.layer_metrics`)."""
     full = ramanujan_score(bs)
     reasons = full.pop("reasons")
-    it = iterative_mean_spectral_gap(class_scores(bs)) if "no_edges" not in reasons else None
-    if it is None:
-        it = iterative_mean_spectral_gap([])
+    it = iterative_mean_spectral_gap(class_scores(bs))
+    if "no_edges" in reasons:  # an empty layer reports only no_edges
         it["reasons"] = []
     reasons += it.pop("reasons")
     e, n_left, n_right = node_counts(bs)

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import hoang2023a, hoang2023b
-from .bipartite import layer_dims
+from .bipartite import csc_structure, layer_dims
 from .spectral import metric_threads
 from .validation import check_layer
 
@@ -23,12 +23,7 @@ def layer_biadjacencies(mask: np.ndarray, weight: np.ndarray | None) -> tuple[sp
     None. Built from the mask's nonzeros only: the dense tensor is never copied to float64.
     """
     n_in, n_out = layer_dims(mask.shape)
-    m2d = mask.reshape(n_out, n_in)
-    flat = np.flatnonzero(m2d)  # row-major: output by output, i.e. B's columns in order
-    counts = np.count_nonzero(m2d, axis=1)
-    indptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    cols = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, counts)  # input index
+    flat, cols, indptr = csc_structure(mask.reshape(n_out, n_in))
     bm = sp.csc_matrix((np.ones(len(flat)), cols, indptr), shape=(n_in, n_out)).tocsr()
     if weight is None:
         return bm, None

@@ -57,6 +57,15 @@ def _normalise(layers: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
+def layer_row(name: str, mask: Any, weight: Any, *, convention: str) -> dict:
+    """One tidy row: ``layer``, ``shape`` (e.g. ``"64x64x3x3"``), ``density`` (mask nonzeros / size),
+    then every key of :func:`sift_graph.layer_metrics` (``reason`` last)."""
+    m = check_mask(mask)
+    return {"layer": name, "shape": "x".join(str(s) for s in m.shape),
+            "density": float(np.count_nonzero(m)) / m.size,
+            **layer_metrics(m, weight, convention=convention)}
+
+
 def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") -> pd.DataFrame:
     """Metrics of every sparse layer of a model, one row per layer (tidy).
 
@@ -86,13 +95,9 @@ def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") 
     rows = []
     for name, (mask, weight) in _normalise(layers).items():
         try:
-            m = check_mask(mask)
-            metrics = layer_metrics(m, weight, convention=convention)
+            rows.append(layer_row(str(name), mask, weight, convention=convention))
         except ValueError as exc:
             raise ValueError(f"layer {name!r}: {exc}") from exc
-        reason = metrics.pop("reason")
-        rows.append({"layer": str(name), "shape": "x".join(str(s) for s in m.shape),
-                     "density": float(np.count_nonzero(m)) / m.size, **metrics, "reason": reason})
     return pd.DataFrame(rows)
 
 

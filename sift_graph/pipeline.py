@@ -7,7 +7,6 @@ and write the tables and figures.
 """
 from __future__ import annotations
 
-import numbers
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,14 +15,13 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from . import __version__
 from .cache import SnapshotCache, atomic_write_text
-from .layer import CONVENTIONS, layer_metrics
-from .model import aggregate_layers
+from .layer import CONVENTIONS
+from .model import aggregate_layers, layer_row
 from .runs import Run, RunFormatError, Snapshot, load_run
 
 # The layer-mean metrics of each convention (specs/metrics.md §9.1) plotted as trajectories.
@@ -106,16 +104,8 @@ def _pin_threads() -> None:
 
 def snapshot_layer_rows(snapshot: Snapshot, convention: str) -> list[dict]:
     """``layer_metrics`` of every tensor of one snapshot: one row (dict) per layer."""
-    rows = []
-    for name, mask, weight in snapshot.iter_tensors():
-        metrics = layer_metrics(mask, weight, convention=convention)
-        row = {"layer": name, "shape": "x".join(map(str, mask.shape)),
-               "density": float(np.count_nonzero(mask)) / mask.size}
-        for key, value in metrics.items():
-            row[key] = value if isinstance(value, str) else (
-                int(value) if isinstance(value, numbers.Integral) else float(value))
-        rows.append(row)
-    return rows
+    return [layer_row(name, mask, weight, convention=convention)
+            for name, mask, weight in snapshot.iter_tensors()]
 
 
 def _compute(snapshot: Snapshot, convention: str) -> tuple[list[dict] | None, str]:

@@ -20,6 +20,7 @@ from scipy.spatial import QhullError
 
 from .cache import atomic_write_bytes
 
+ACC_LABEL = "Test accuracy (%)"
 SYMBOLS = {
     "delta_r": r"$\Delta r$",
     "delta_r_imdb": r"$\Delta r_{\mathrm{imdb}}$",
@@ -29,10 +30,9 @@ SYMBOLS = {
     "imdb": "IMDB",
     "imdb_norm": "IMDB (normalised)",
     "narc": "NaRC",
-    "test_acc": "Test accuracy (%)",
+    "test_acc": ACC_LABEL,
     "step": "Training step",
 }
-ACC_LABEL = "Test accuracy (%)"
 NO_SURFACE = "no interpolation possible"
 PARETO_LABEL = "Pareto front (non-dominated, max. both axes; sift addition)"
 
@@ -119,7 +119,7 @@ def pareto_heatmap(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lam
     order = np.argsort(px[front])
     ax.plot(px[front][order], py[front][order], "-", color="k", lw=1.2, marker="o", ms=8,
             mfc="none", mew=1.2, zorder=4, label=PARETO_LABEL)
-    fig.colorbar(points, ax=ax, label=ACC_LABEL if z == "test_acc" else label(z))
+    fig.colorbar(points, ax=ax, label=label(z))
     for values, set_lim in ((px, ax.set_xlim), (py, ax.set_ylim)):
         pad = 0.04 * (np.ptp(values) or abs(values[0]) or 1.0)
         set_lim(values.min() - pad, values.max() + pad)

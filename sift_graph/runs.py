@@ -6,6 +6,7 @@ Nothing is unpickled: ``np.load(allow_pickle=False)``, JSON and CSV only.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import zipfile
@@ -39,15 +40,10 @@ class Snapshot:
 
     def iter_tensors(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """Yield ``(name, mask, weight)`` one tensor at a time (low memory), validating each."""
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                for name in self.tensors:
-                    mask, weight = _decode_tensor(npz, name, self.path)
-                    yield name, mask, weight
-        except RunFormatError:
-            raise
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-            raise RunFormatError(f"{self.path}: corrupt or truncated snapshot ({exc})") from None
+        with _snapshot_errors(self.path), np.load(self.path, allow_pickle=False) as npz:
+            for name in self.tensors:
+                mask, weight = _decode_tensor(npz, name, self.path)
+                yield name, mask, weight
 
     def load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{name: (mask, weight)}``: bool mask and float32 weight in PyTorch layout, weight 0 off-mask."""
@@ -114,15 +110,10 @@ def read_snapshot_meta(file: Path) -> Snapshot:
     match = _SNAPSHOT_NAME.match(file.name)
     if match is None:
         raise RunFormatError(f"{file}: snapshot file name must be step_XXXXXXXX.npz (8+ digits)")
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            if "meta" not in npz.files:
-                raise RunFormatError(f"{file}: no 'meta' entry")
-            meta = json.loads(str(npz["meta"][()]))
-    except RunFormatError:
-        raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise RunFormatError(f"{file}: corrupt or truncated snapshot ({exc})") from None
+    with _snapshot_errors(file), np.load(file, allow_pickle=False) as npz:
+        if "meta" not in npz.files:
+            raise RunFormatError(f"{file}: no 'meta' entry")
+        meta = json.loads(str(npz["meta"][()]))
     missing = [k for k in ("step", "epoch", "tensors") if k not in meta]
     if missing:
         raise RunFormatError(f"{file}: meta lacks {', '.join(missing)}")
@@ -137,6 +128,17 @@ def read_snapshot_meta(file: Path) -> Snapshot:
         reason=str(meta.get("reason", "")),
         tensors=tuple(meta["tensors"]),
     )
+
+
+@contextlib.contextmanager
+def _snapshot_errors(file: Path):
+    """Report any read error of the snapshot ``file`` as a one-line :class:`RunFormatError`."""
+    try:
+        yield
+    except RunFormatError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise RunFormatError(f"{file}: corrupt or truncated snapshot ({exc})") from None
 
 
 def _read_config(file: Path) -> dict:

@@ -6,7 +6,7 @@ import json
 
 from .accounting import count_layers, totals, trace
 from .datasets import DATASETS, dataset_info
-from .isoflop import plan_for
+from .isoflop import plan_from_shapes
 from .models import MODELS, build_model
 from .sparse_params import sparse_parameters
 from .widths import FAMILIES, VARIANTS
@@ -31,10 +31,11 @@ def describe(model_name: str, dataset: str, family: str, sparsity: float, varian
           "device": "meta"}
     model = build_model(model_name, family=family, sparsity=sparsity, **kw)
     dense = build_model(model_name, family="dense", sparsity=0.0, **kw)
-    plan = plan_for(model, dense, info.in_shape, family=family, sparsity=sparsity, variant=variant)
-    rows = count_layers(trace(model, info.in_shape), plan.active)
+    shapes, dense_shapes = trace(model, info.in_shape), trace(dense, info.in_shape)
+    plan = plan_from_shapes(shapes, dense_shapes, family=family, sparsity=sparsity, variant=variant)
+    rows = count_layers(shapes, plan.active)
     counts = totals(model, rows)
-    dense_counts = totals(dense, count_layers(trace(dense, info.in_shape)))
+    dense_counts = totals(dense, count_layers(dense_shapes))
     numel = {name: p.numel() for name, p in sparse_parameters(model).items()}
     return {
         "model": model_name, "dataset": dataset, "family": family, "sparsity": sparsity,

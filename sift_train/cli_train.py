@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
-from .config import PRESETS, make_config
+from .config import PRESETS, TrainConfig, make_config
 from .datasets import DATASETS
 from .distributions import DISTRIBUTIONS
 from .methods import METHODS
+from .models import MODELS
 from .schedule import ANNEALS
+from .widths import FAMILIES, VARIANTS
 
 
 def _milestones(text: str) -> tuple[int, ...]:
@@ -37,12 +40,12 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("model and data")
     g.add_argument("--preset", choices=sorted(PRESETS))
-    g.add_argument("--model", choices=["resnet18", "mlp", "cnn"])
+    g.add_argument("--model", choices=MODELS)
     g.add_argument("--dataset", choices=sorted(DATASETS))
     g.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ or cifar-100-python/")
-    g.add_argument("--family", choices=["dense", "wide", "parallel", "factorized", "doped"])
+    g.add_argument("--family", choices=FAMILIES)
     g.add_argument("--sparsity", type=float, help="nominal sparsity s of the transformation")
-    g.add_argument("--variant", choices=["paper", "official"],
+    g.add_argument("--variant", choices=VARIANTS,
                    help="paper text or released-code behaviour (docs/training.md)")
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("sparse training")
@@ -82,10 +85,8 @@ def register(sub) -> None:
     s.set_defaults(func=_sweep)
 
 
-_CONFIG_FLAGS = ("model", "dataset", "data_dir", "family", "sparsity", "variant", "seed", "method",
-                 "distribution", "iso_flop", "update_interval", "drop_fraction", "anneal", "end_fraction",
-                 "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-                 "milestones", "lr_gamma", "snapshot_every", "eval_batch_size")
+# every TrainConfig field has a flag of the same name; --preset is passed on its own
+_CONFIG_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name != "preset")
 
 
 def _train(args) -> int:

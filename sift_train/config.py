@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from .datasets import dataset_info
 from .distributions import DISTRIBUTIONS
 from .schedule import ANNEALS
+from .widths import VARIANTS
 
-VARIANTS = ("paper", "official")
 OPTIMIZERS = ("sgd", "adam")
 
 

@@ -79,15 +79,16 @@ def iso_flop_sparsity(shapes: list[LayerShape], target: int, *, rtol: float = 1e
         raise ValueError(f"{where}: the unmasked layers alone cost {f_hi} FLOPs, above the target {target}")
     if f_lo <= target:
         return lo
-    for _ in range(100):  # invariant: f(lo) > target >= f(hi)
+    for _ in range(100):  # invariant: f_lo = f(lo) > target >= f(hi) = f_hi
         mid = (lo + hi) / 2
         if mid in (lo, hi):
             break
-        if _flops(shapes, mid) > target:
-            lo = mid
+        f_mid = _flops(shapes, mid)
+        if f_mid > target:
+            lo, f_lo = mid, f_mid
         else:
-            hi = mid
-    return lo if abs(_flops(shapes, lo) - target) < abs(_flops(shapes, hi) - target) else hi
+            hi, f_hi = mid, f_mid
+    return lo if abs(f_lo - target) < abs(f_hi - target) else hi
 
 
 def refine_counts(shapes: list[LayerShape], active: dict[str, int], target: int) -> dict[str, int]:
@@ -133,8 +134,17 @@ def plan_for(model: nn.Module, dense: nn.Module, in_shape: tuple[int, int, int],
     """Mask plan of ``model`` (built as ``family`` at nominal ``sparsity``) against its ``dense`` model."""
     check_family(family)
     check_variant(variant)
+    check_sparsity(sparsity)
+    return plan_from_shapes(trace(model, in_shape), trace(dense, in_shape), family=family,
+                            sparsity=sparsity, variant=variant, rtol=rtol)
+
+
+def plan_from_shapes(shapes: list[LayerShape], dense_shapes: list[LayerShape], *, family: str,
+                     sparsity: float, variant: str = "paper", rtol: float = 1e-6) -> MaskPlan:
+    """:func:`plan_for` on the already traced (:func:`~sift_train.accounting.trace`) model and dense model."""
+    check_family(family)
+    check_variant(variant)
     s = check_sparsity(sparsity)
-    shapes, dense_shapes = trace(model, in_shape), trace(dense, in_shape)
     dense_rows = count_layers(dense_shapes)
     dense_flops = sum(r.flops for r in dense_rows)
     dense_prof = sum(r.profiler_flops for r in dense_rows)

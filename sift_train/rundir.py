@@ -123,6 +123,9 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         """Add one row and rewrite ``metrics.csv`` atomically (small file; never half-written)."""
         self._rows.append({c: row.get(c) for c in METRICS_COLUMNS})
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -161,17 +164,19 @@ class RunDir:
         file = self.path / "metrics.csv"
         if file.is_file():
             with file.open(newline="") as f:
-                self._rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+                self._rows = [{c: r.get(c) for c in METRICS_COLUMNS}
+                              for r in csv.DictReader(f) if int(r["step"]) <= step]
         for snap in self.snapshots.glob("step_*.npz"):
             if int(snap.stem.split("_")[1]) > step:
                 snap.unlink()
-        if self._rows or file.is_file():
-            self._rows, rows = [], self._rows
-            for r in rows:
-                self.append_metrics(r)
+        if file.is_file():
+            self._write_metrics()
 
     def write_done(self, info: dict) -> None:
         atomic_write_bytes(self.path / "done.json", (json.dumps(info) + "\n").encode())
+
+    def read_done(self) -> dict:
+        return json.loads((self.path / "done.json").read_text())
 
 
 def _fmt(v) -> str:

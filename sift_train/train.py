@@ -2,7 +2,6 @@
 and write the run folder (``docs/run-format.md``); resumes from the last epoch-end checkpoint."""
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +201,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     run = RunDir(out)
     if run.done:
         if resume:
-            return _read_done(run)
+            return run.read_done()
         raise ValueError(f"{run.path}: run already finished (done.json); choose another --out")
     if not run.is_empty() and not resume:
         raise ValueError(f"{run.path}: folder exists and is not empty; pass --resume to continue it")
@@ -274,7 +273,3 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
     info = {"step": sparse.step, "epoch": cfg.epochs, "test_acc": test_acc}
     run.write_done(info)
     return info
-
-
-def _read_done(run: RunDir) -> dict:
-    return json.loads((run.path / "done.json").read_text())

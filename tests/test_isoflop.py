@@ -1,6 +1,8 @@
 """Iso-FLOP mask-sparsity search (paper App. A.2; spec §3.3, §6.1)."""
 import pytest
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from sift_train.accounting import forward_flops, trace
 from sift_train.isoflop import iso_flop_sparsity, plan_for, plan_masks
@@ -30,6 +32,19 @@ def test_paper_search_on_small_models_within_1e_4(name, shape, family):
     for s in (0.5, 0.9):
         plan = plan_masks(name, in_shape=shape, num_classes=10, family=family, sparsity=s)
         assert plan.rel_error < 1e-4
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (1, 8, 8)), ("cnn", (1, 28, 28))])
+def test_small_model_dense_flops_agree_with_torch_flop_counter(name, shape):
+    """The denominator of ``rel_error`` above, counted by torch: 2 x MAC plus one add per Linear bias."""
+    plan = plan_masks(name, in_shape=shape, num_classes=10, family="wide", sparsity=0.5)
+    dense = build_model(name, in_shape=shape, num_classes=10, device="meta").eval()
+    with FlopCounterMode(display=False) as counter:
+        dense(torch.zeros(1, *shape, device="meta"))
+    assert not any(isinstance(m, nn.Conv2d) and m.bias is not None for m in dense.modules())
+    bias_adds = sum(m.out_features for m in dense.modules()
+                    if isinstance(m, nn.Linear) and m.bias is not None)
+    assert plan.dense_flops == counter.get_total_flops() + bias_adds
 
 
 @pytest.mark.parametrize("s, mask_s, active, flops, prof", [

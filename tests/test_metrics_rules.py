@@ -78,6 +78,18 @@ def test_hoang2023a_delta_r_formula_on_biregular_graph():
     assert out["sigma1"] == pytest.approx(4.0, abs=1e-12)
 
 
+def test_hoang2023a_delta_r_equals_closed_form_on_band_circulant():
+    """circulant(16, 16, 4) is the transposed, column-shuffled band circulant with 4 ones per row:
+    σ1 = 4, σ2 = max_k |sin(4πk/16) / sin(πk/16)| (neither changes under transpose or column order),
+    so Δr = 2√3 − σ2 without using sift's σ2."""
+    n, d = 16, 4
+    k = np.arange(1, n)
+    sigma2 = float(np.max(np.abs(np.sin(np.pi * d * k / n) / np.sin(np.pi * k / n))))
+    out = sift_graph.layer_metrics(circulant(n, n, d), np.ones((n, n)))
+    assert out["sigma2"] == pytest.approx(sigma2, abs=1e-9)
+    assert out["delta_r"] == pytest.approx(2 * math.sqrt(d - 1) - sigma2, abs=1e-9)
+
+
 def test_class_kept_only_with_two_inputs():
     mask = circulant(8, 9, 4)
     mask[:, 0] = 0

@@ -99,16 +99,16 @@ def test_resnet18_forward_backward_on_cpu(family):
     assert all(p.grad is not None for p in sparse_parameters(model).values())
 
 
+def _unit_bns(unit):
+    """The BN of a transformed unit; one per branch for Sparse Parallel."""
+    return [b.bn for b in unit.branches] if isinstance(unit, ParallelSum) else [unit.bn]
+
+
 def _last_bn_weights(model):
-    out = []
-    for block in model.blocks:
-        unit = block.conv2
-        bns = [b.bn for b in unit.branches] if isinstance(unit, ParallelSum) else [unit.bn]
-        out += [bn.weight for bn in bns]
-    return out
+    return [bn.weight for block in model.blocks for bn in _unit_bns(block.conv2)]
 
 
-@pytest.mark.parametrize("family", ["dense", "wide", "parallel", "factorized", "doped"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_zero_init_residual_block_only_in_official_all_in_paper(family):
     for variant in ("official", "paper"):
         model = resnet18_cifar(10, family, 0.5, variant, in_channels=1)
@@ -116,6 +116,16 @@ def test_zero_init_residual_block_only_in_official_all_in_paper(family):
         expected = variant == "paper" or family in ("dense", "wide")  # R18:786-789, spec §6.1
         assert zeroed == expected
         assert bool((model.blocks[0].conv1.bn.weight == 1).all()) if family != "parallel" else True
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_first_unit_bn_gamma_is_one_in_every_block_and_parallel_branch(family):
+    # spec §1.7: BN γ = 1; only a block's last BN may be zero-initialised (Parallel: every branch's BN)
+    for variant in ("official", "paper"):
+        model = resnet18_cifar(10, family, 0.5, variant, in_channels=1)
+        for block in model.blocks:
+            bns = _unit_bns(block.conv1)
+            assert bns and all(bool((bn.weight == 1).all()) for bn in bns)
 
 
 def test_convs_kaiming_normal_fan_out():

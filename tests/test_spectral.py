@@ -8,7 +8,8 @@ import scipy.sparse as sp
 
 import sift_graph
 from sift_graph import spectral
-from sift_graph.spectral import top2_singular_values
+from sift_graph.bipartite import degree_classes, dense_rows
+from sift_graph.spectral import _gram, top2_dense, top2_singular_values
 
 
 def svd_top2(a: np.ndarray) -> np.ndarray:
@@ -145,9 +146,6 @@ def test_empty_matrix_has_zero_singular_values():
 
 def test_degree_class_blocks_match_dense_svd():
     """The per-class route (dense block, Gram of the smaller side) of a conv layer, mask and |W|."""
-    from sift_graph.bipartite import degree_classes, dense_rows
-    from sift_graph.spectral import top2_dense
-
     rng = np.random.default_rng(12)
     mask = rng.random((40, 30, 3, 3)) < 0.15
     b = sift_graph.biadjacency(mask)
@@ -166,8 +164,6 @@ def test_degree_class_blocks_match_dense_svd():
 def test_int8_and_float_gram_routes_agree_exactly(monkeypatch, shape, chunk):
     rng = np.random.default_rng(13)
     b = sp.csr_matrix((rng.random(shape) < 0.2).astype(float))
-    from sift_graph.spectral import _gram
-
     monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", 0)
     monkeypatch.setattr(spectral, "_INT_GEMM_CHUNK_ENTRIES", chunk)  # several chunks for the first
     g_int = _gram(b)

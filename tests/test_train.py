@@ -1,11 +1,13 @@
 """Training recipe, CLI and sweep."""
+import json
+
 import pytest
 import torch
 
 from sift_train.__main__ import main
 from sift_train.config import TrainConfig, lr_at_epoch, make_config
 from sift_train.sweep import SWEEPS, SweepPreset, run_name, run_sweep, sweep_configs
-from sift_train.train import build, make_optimizer
+from sift_train.train import build, make_optimizer, train
 
 
 def test_default_config_is_the_paper_cifar_recipe():
@@ -48,7 +50,6 @@ def test_cli_train_writes_a_run(tmp_path, capsys):
                  "2", "--drop-fraction", "0.5", "--lr", "0.05", "--milestones", "1", "--seed", "3",
                  "--out", str(out), "--no-progress"])
     assert code == 0 and (out / "done.json").is_file()
-    import json
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert (cfg["method"], cfg["update_interval"], cfg["drop_fraction"], cfg["milestones"], cfg["seed"]) == \
         ("set", 2, 0.5, [1], 3)
@@ -73,7 +74,6 @@ def test_sweep_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkey
         base=dict(preset="digits", dataset="synthetic", model="mlp", epochs=2, update_interval=2)))
     names = [run_name(c) for c in sweep_configs("tiny")]
     assert names == ["mlp-dense-seed0", "mlp-wide-s0.5-static-seed0", "mlp-wide-s0.5-rigl-seed0"]
-    from sift_train.train import train
     train(sweep_configs("tiny")[2], tmp_path / names[2], progress=False, stop_after_epoch=1)
     first = run_sweep("tiny", tmp_path, jobs=1, progress=False)
     assert [r[1] for r in first] == ["trained", "trained", "resumed"]
@@ -88,7 +88,6 @@ def test_demo_sweep_is_a_grid_of_families_sparsities_and_methods():
 
 
 def test_adam_training_keeps_inactive_weights_zero(tmp_path):
-    from sift_train.train import train
     cfg = make_config("digits", dataset="synthetic", model="cnn", family="doped", sparsity=0.75,
                       method="rigl", optimizer="adam", lr=0.01, epochs=2, batch_size=32, update_interval=3)
     train(cfg, tmp_path / "r", progress=False)
@@ -105,7 +104,6 @@ def test_cli_unavailable_device_is_one_clear_error(tmp_path, capsys):
 
 
 def test_diverging_training_stops_with_a_clear_error(tmp_path):
-    from sift_train.train import train
     cfg = make_config("digits", dataset="synthetic", model="mlp", family="wide", sparsity=0.5,
                       method="rigl", epochs=2, lr=1e6, momentum=0.0, batch_size=64)
     with pytest.raises(ValueError, match="training loss is nan"):
