@@ -7,12 +7,16 @@ folder); 3 sift itself failed (a bug: one line naming the traceback file; ``--de
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import traceback
+from datetime import datetime
+from pathlib import Path
 
 from . import cli_analyze
 from .analysis.options import UsageError
+from .files import atomic_write_text
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 COMMANDS = (cli_analyze,)
@@ -35,9 +39,10 @@ def _report_crash(exc: BaseException, debug: bool) -> None:
     if debug:
         traceback.print_exc()
     else:
-        with tempfile.NamedTemporaryFile("w", prefix="sift-crash-", suffix=".txt", delete=False) as f:
-            traceback.print_exc(file=f)
-        where = f"in {f.name}"
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        report = Path(tempfile.gettempdir()) / f"sift-crash-{stamp}-{os.getpid()}.txt"
+        atomic_write_text(report, traceback.format_exc())
+        where = f"in {report}"
     message = str(exc).splitlines()[0] if str(exc) else ""
     print(f"error: sift crashed ({type(exc).__name__}: {message}); traceback {where}; "
           "please report it", file=sys.stderr)
