@@ -135,9 +135,6 @@ def official_search(shapes: list[LayerShape], budget: int) -> float:
 def plan_for(model: nn.Module, dense: nn.Module, in_shape: tuple[int, int, int], *, family: str,
              sparsity: float, variant: str = "paper", rtol: float = 1e-6) -> MaskPlan:
     """Mask plan of ``model`` (built as ``family`` at nominal ``sparsity``) against its ``dense`` model."""
-    check_family(family)
-    check_variant(variant)
-    check_sparsity(sparsity)
     return plan_from_shapes(trace(model, in_shape), trace(dense, in_shape), family=family,
                             sparsity=sparsity, variant=variant, rtol=rtol)
 
