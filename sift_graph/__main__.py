@@ -36,13 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _report_crash(exc: BaseException, debug: bool) -> None:
     where = "above"
-    if debug:
-        traceback.print_exc()
-    else:
+    if not debug:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         report = Path(tempfile.gettempdir()) / f"sift-crash-{stamp}-{os.getpid()}.txt"
-        atomic_write_text(report, traceback.format_exc())
-        where = f"in {report}"
+        try:
+            atomic_write_text(report, traceback.format_exc())
+            where = f"in {report}"
+        except OSError:  # no writable temporary folder: the traceback goes to stderr after all
+            debug = True
+    if debug:
+        traceback.print_exc()
     message = str(exc).splitlines()[0] if str(exc) else ""
     print(f"error: sift crashed ({type(exc).__name__}: {message}); traceback {where}; "
           "please report it", file=sys.stderr)
