@@ -33,6 +33,7 @@ def test_written_file_mode_follows_the_umask(tmp_path, umask_027):
     assert _mode(tmp_path / "b.txt") == 0o644
 
 
+@pytest.mark.slow
 def test_analysis_outputs_are_readable_by_the_group_under_umask_022(tmp_path):
     previous = os.umask(0o022)
     try:
