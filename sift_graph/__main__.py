@@ -3,6 +3,9 @@
 Exit status, for every command: 0 everything done; 1 some inputs were skipped (each reported on one
 ``skipped:`` line); 2 usage error (bad option, nonexistent path, no runs found, unusable output
 folder); 3 sift itself failed (a bug: one line naming the traceback file; ``--debug`` prints it).
+
+Each command is a module listed in :data:`COMMANDS` with ``add_parser(sub, parents)`` (register its
+subparser, ``parents`` giving the common options) and ``run(args) -> exit status``.
 """
 from __future__ import annotations
 

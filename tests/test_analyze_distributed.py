@@ -8,6 +8,7 @@ import torch
 from runfolder import write_run
 
 from sift_graph import load_run
+from sift_graph.__main__ import main
 from sift_graph.analysis.compute import compute_snapshot
 from sift_graph.pipeline import run_analysis
 
@@ -55,3 +56,23 @@ def test_cuda_route_gives_the_cpu_tables(runs, tmp_path):
         close = (gpu[column] - cpu[column]).abs() <= 1e-9 * scale
         assert (close | (gpu[column].isna() & cpu[column].isna())).all(), column
     assert gpu["reason"].equals(cpu["reason"])
+
+
+def test_scheduler_address_without_dask_installed_is_one_line_exit_2(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)  # as if not installed
+    code = main(["analyze", str(runs), "--out", str(tmp_path / "o"), "--dask-scheduler", "tcp://h:8786"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: the Dask route needs dask.distributed: pip install 'sift[dask]'"
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_scheduler_address_gives_the_local_tables(runs, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        code = main(["analyze", str(runs), "--out", str(tmp_path / "dask"), "--dask-scheduler",
+                     cluster.scheduler_address, "--no-figures", "--quiet"])
+    assert code == 0 and "6 snapshots (6 computed, 0 cached)" in capsys.readouterr().out
+    local = run_analysis([runs], out=tmp_path / "local", jobs=1, figures=False, progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "dask" / "layers.csv"),
+                                  pd.read_csv(tmp_path / "local" / "layers.csv"))
