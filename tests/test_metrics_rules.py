@@ -9,7 +9,7 @@ import torch
 
 import sift_graph
 from sift_graph import hoang2023a, hoang2023b
-from sift_graph.layer import layer_biadjacencies
+from sift_graph.bipartite import layer_biadjacencies
 from sift_graph.validation import check_layer
 
 
