@@ -148,7 +148,8 @@ def _scale_exponent(max_abs: float) -> int:
 
 def _unscale(s: np.ndarray, e) -> np.ndarray:
     """``s·2ᵉ``; ``ValueError`` if a singular value does not fit in float64."""
-    s = np.ldexp(s, e)
+    with np.errstate(over="ignore"):
+        s = np.ldexp(s, e)
     if not np.all(np.isfinite(s)):
         raise ValueError(f"singular values overflow float64 (largest |entry| ≈ 2^{int(np.max(e))}); "
                          "rescale the weights")

@@ -5,6 +5,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 import sift_graph
 from sift_graph import spectral, threads
@@ -204,3 +205,58 @@ def test_blocks_cover_closed_form_wide_and_tall_cases():
     for g, s in zip(groups, ours):
         ref = svd_top2(a[g])
         assert np.all(np.abs(s - ref) <= 1e-9 * ref[0]), (g, s, ref)
+
+
+METRIC_KEYS = ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg", "sigma1", "sigma2", "lambda_sigma1",
+               "lambda_sigma2", "imdb", "ism", "delta_s")
+
+
+def assert_same_metrics(a: dict, b: dict):
+    scale = max(abs(a.get("sigma1", 0.0)), abs(a.get("lambda_sigma1", 0.0)), 1.0)
+    for key in METRIC_KEYS:
+        if key in a:
+            assert (np.isnan(a[key]) and np.isnan(b[key])) or abs(a[key] - b[key]) <= 1e-9 * scale, key
+    assert a["reason"] == b["reason"]
+
+
+def test_torch_device_code_path_equals_cpu_route(monkeypatch):
+    """The device route (torch float64 Grams, batched torch eigvalsh) run on the CPU."""
+    rng = np.random.default_rng(15)
+    mask = rng.random((48, 24, 3, 3)) < 0.2
+    weight = rng.standard_normal(mask.shape) * 1e-250  # the device route scales too
+    cpu = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
+    monkeypatch.setattr(spectral, "_use_torch", lambda device: True)
+    with record_routes() as taken:
+        dev = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
+    assert "gram-device" in taken and "blocks" in taken
+    for c in sift_graph.CONVENTIONS:
+        assert_same_metrics(cpu[c], dev[c])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_route_equals_cpu_route_and_dense_svd():
+    rng = np.random.default_rng(16)
+    mask = rng.random((96, 64, 3, 3)) < 0.1
+    weight = rng.standard_normal(mask.shape).astype(np.float32)
+    for c in sift_graph.CONVENTIONS:
+        assert_same_metrics(sift_graph.layer_metrics(mask, weight, convention=c),
+                            sift_graph.layer_metrics(mask, weight, convention=c, device="cuda"))
+    b = sift_graph.biadjacency(mask * np.abs(weight))
+    s = top2_singular_values(b, device="cuda")
+    ref = svd_top2(b.toarray())
+    assert np.all(np.abs(np.array(s) - ref) <= 1e-9 * ref[0])
+    b, bw, groups = class_blocks(seed=17)
+    for g, s in zip(groups, top2_blocks(bw, groups, device="cuda")):
+        ref = svd_top2(dense_rows(bw, g))
+        assert np.all(np.abs(s - ref) <= 1e-9 * ref[0])
+
+
+def test_every_route_is_deterministic(monkeypatch):
+    """Same input, same bits: each whole-layer route and the batched class route."""
+    rng = np.random.default_rng(18)
+    a = sp.csr_matrix((rng.random((600, 150)) < 0.1) * np.abs(rng.standard_normal((600, 150))))
+    for route in ("gram-dense64", "gram-sparse", "lanczos"):
+        monkeypatch.setattr(spectral, "_route", lambda b, binary, r=route: r)
+        assert top2_singular_values(a) == top2_singular_values(a)
+    groups = [np.arange(i, i + 20 + i % 7) for i in range(0, 500, 30)]
+    np.testing.assert_array_equal(top2_blocks(a, groups), top2_blocks(a, groups))
