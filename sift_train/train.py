@@ -249,8 +249,9 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
             loss_value = float(loss.detach())
             if not np.isfinite(loss_value):
                 bar.close()
+                kept = "the last checkpoint is kept" if run.has_checkpoint else "no checkpoint was written yet"
                 raise ValueError(f"{run.path}: training loss is {loss_value} at step {step} (diverged; "
-                                 f"try a lower --lr); the last checkpoint is kept for --resume")
+                                 f"try a lower --lr); {kept}")
             rec.add(loss_value, int((out.argmax(1) == y).sum()), len(y))
             bar.update(1)
             bar.set_postfix(loss=f"{rec.loss_sum / rec.seen:.3f}", acc=f"{rec.correct / rec.seen:.3f}",
