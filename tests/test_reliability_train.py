@@ -41,3 +41,182 @@ def test_divergence_message_does_not_promise_a_checkpoint_that_does_not_exist(tm
     cfg = _cfg(lr=1e6, momentum=0.0)
     with pytest.raises(ValueError, match="training loss is nan.*no checkpoint was written yet"):
         train(cfg, tmp_path / "r", progress=False)
+
+
+def _tree(folder):
+    """Every file under ``folder`` with its bytes and mtime: what 'nothing touched' compares."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_exit_2(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _train_argv(out, *extra):
+    return ["train", "--dataset", "synthetic", "--model", "mlp", "--family", "wide", "--sparsity", "0.5",
+            "--method", "rigl", "--epochs", "2", "--batch-size", "64", "--update-interval", "2",
+            "--no-progress", "--out", str(out), *extra]
+
+
+# ---------------------------------------------------------------- items 1, 2: --resume never touches a foreign folder
+def test_resume_refuses_folder_without_checkpoint_and_touches_nothing(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(_cfg(lr=0.02), run, progress=False, stop_after_epoch=1)
+    for f in (run / "checkpoint").iterdir():  # another config's run copied without its checkpoint
+        f.unlink()
+    before = _tree(run)
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run), "different config", "lr")
+    assert _tree(run) == before
+
+
+def test_resume_refuses_a_folder_that_is_not_a_sift_run_and_touches_nothing(tmp_path, capsys):
+    run = tmp_path / "photos"
+    (run / "snapshots").mkdir(parents=True)
+    (run / "metrics.csv").write_text("my,own\n1,2\n")
+    (run / "snapshots" / "step_00000001.npz").write_bytes(b"not sift's")
+    before = _tree(run)
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run), "not a sift run folder")
+    assert _tree(run) == before
+
+
+def test_resume_of_a_finished_run_of_another_config_is_refused_not_reported(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(_cfg(epochs=1), run, progress=False)
+    before = _tree(run)
+    err = _one_line_exit_2(capsys, _train_argv(run, "--resume", "--epochs", "3"), "different config", "epochs")
+    assert "test accuracy" not in err and _tree(run) == before
+
+
+def test_restart_before_the_first_checkpoint_deletes_only_files_sift_wrote(tmp_path):
+    cfg = _cfg()
+    run = tmp_path / "r"
+    train(cfg, run, progress=False, stop_after_epoch=1)
+    for f in (run / "checkpoint").iterdir():  # same config, killed before its first checkpoint
+        f.unlink()
+    (run / "notes.txt").write_text("mine")
+    (run / "snapshots" / "step_00000099.npz.keep").write_text("mine too")
+    (run / "snapshots" / "step_00000999.npz").write_bytes(b"stale snapshot of this run")
+    info = train(cfg, run, resume=True, progress=False)
+    assert info == train(cfg, tmp_path / "clean", progress=False)
+    assert (run / "notes.txt").read_text() == "mine"
+    assert (run / "snapshots" / "step_00000099.npz.keep").read_text() == "mine too"
+    assert not (run / "snapshots" / "step_00000999.npz").exists()
+
+
+# ---------------------------------------------------------------- item 10: stale temporary files
+def test_stale_temporary_files_are_removed_on_the_next_start(tmp_path):
+    cfg = _cfg()
+    run = tmp_path / "r"
+    train(cfg, run, progress=False, stop_after_epoch=1)
+    stale = [run / "checkpoint" / ".last.pt.k2j3h4.tmp", run / "snapshots" / ".step_00000006.npz.a1b2c3.tmp",
+             run / ".done.json.zz9.tmp", run / ".metrics.csv.q1.tmp", run / ".config.json.w2.tmp"]
+    for f in stale:
+        f.write_bytes(b"partial")
+    (run / ".mine.tmp").write_text("not a sift temporary file")
+    train(cfg, run, resume=True, progress=False)
+    assert not [f for f in stale if f.exists()]
+    assert (run / ".mine.tmp").exists()
+    assert not [p for p in run.rglob("*.tmp") if p.name != ".mine.tmp"]
+
+
+# ---------------------------------------------------------------- item 9: one process per run folder
+def _write_lock(run, pid, host=None):
+    import json
+    import socket
+    (run / ".sift.lock").write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                                                "token": "x"}))
+
+
+def test_a_run_folder_in_use_by_a_live_process_is_refused_and_untouched(tmp_path, capsys):
+    import subprocess
+    import sys
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _write_lock(run, owner.pid)
+        before = _tree(run)
+        _one_line_exit_2(capsys, _train_argv(run, "--resume"), f"in use by PID {owner.pid}")
+        assert _tree(run) == before
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_a_lock_from_another_host_is_never_taken_over(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    _write_lock(run, 1, host="some-other-host.invalid")
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), "on host some-other-host.invalid")
+
+
+def test_stale_lock_of_a_killed_process_is_taken_over_with_a_message(tmp_path, capsys):
+    import subprocess
+    import sys
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_lock(run, dead.pid)
+    assert main(_train_argv(run, "--resume")) == 0
+    assert f"taking over the stale lock of PID {dead.pid}" in capsys.readouterr().err
+    assert (run / "done.json").exists() and not (run / ".sift.lock").exists()
+
+
+def test_the_lock_is_held_while_training_and_released_after(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from sift_train.rundir import RunDir
+    seen = []
+    save = RunDir.save_checkpoint
+
+    def spy(self, state):
+        seen.append(json.loads((self.path / ".sift.lock").read_text())["pid"])
+        save(self, state)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", spy)
+    train(_cfg(), tmp_path / "r", progress=False)
+    assert seen == [os.getpid()] * 2
+    assert not (tmp_path / "r" / ".sift.lock").exists()
+
+
+# ---------------------------------------------------------------- item 8: checkpoints that load but do not fit
+def test_empty_checkpoint_is_one_line_naming_the_file_and_the_reason(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    (run / "checkpoint" / "last.pt").write_bytes(b"")
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run / "checkpoint" / "last.pt"),
+                     "empty file (0 bytes)")
+
+
+@pytest.mark.parametrize("state, reason", [
+    ({"epoch": 1}, "missing key 'step'"),
+    ({"epoch": 1, "step": 8, "optimizer": {}, "sparse": {}}, "missing key 'model'"),
+    ([1, 2], "not a dict"),
+])
+def test_checkpoint_of_the_wrong_structure_names_the_file_and_the_missing_key(tmp_path, capsys, state,
+                                                                              reason):
+    import torch
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    torch.save(state, run / "checkpoint" / "last.pt")
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run / "checkpoint" / "last.pt"), reason)
+
+
+def test_checkpoint_of_another_model_names_the_file(tmp_path, capsys):
+    import torch
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    train(_cfg(sparsity=0.75), tmp_path / "other", progress=False, stop_after_epoch=1)
+    other = torch.load(tmp_path / "other" / "checkpoint" / "last.pt", weights_only=True)
+    torch.save(other, run / "checkpoint" / "last.pt")
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run / "checkpoint" / "last.pt"),
+                     "does not fit")
