@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig, make_config
+from .outdir import prepare_folder
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 
               progress: bool = True) -> list[tuple[str, str, float | None, float]]:
     """Train every run of ``preset`` into ``out/<run_name>``; ``jobs`` parallel processes
     (0: one per CPU core, at most 4). Prints one line per run; returns those lines' fields."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_folder(out)
     cfgs = sweep_configs(preset)
     jobs = jobs or min(os.cpu_count() or 1, 4)
     tasks = [(cfg, str(out / run_name(cfg)), device, progress and jobs == 1) for cfg in cfgs]

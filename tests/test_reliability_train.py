@@ -220,3 +220,76 @@ def test_checkpoint_of_another_model_names_the_file(tmp_path, capsys):
     torch.save(other, run / "checkpoint" / "last.pt")
     _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run / "checkpoint" / "last.pt"),
                      "does not fit")
+
+
+# ---------------------------------------------------------------- item 5: output locations
+def test_out_that_is_an_existing_file_is_one_line_and_the_file_is_untouched(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.write_text("precious")
+    for extra in ((), ("--resume",)):
+        _one_line_exit_2(capsys, _train_argv(out, *extra), str(out), "exists and is not a folder")
+    assert out.read_text() == "precious"
+    _one_line_exit_2(capsys, ["sweep", "--out", str(out), "--no-progress"], str(out), "not a folder")
+
+
+def test_out_under_a_file_is_one_line_naming_that_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("precious")
+    _one_line_exit_2(capsys, _train_argv(tmp_path / "f" / "sub" / "r"), f"{tmp_path / 'f'} is a file")
+    _one_line_exit_2(capsys, ["sweep", "--out", str(tmp_path / "f" / "runs")], f"{tmp_path / 'f'} is a file")
+
+
+def _deny_under(monkeypatch, folder, err):
+    """Make creating anything under ``folder`` fail with ``err`` (read-only / immutable / no permission:
+    the tests run as root, which permission bits do not stop)."""
+    import os
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def check(path):
+        if str(path).startswith(str(folder)):
+            raise OSError(err, os.strerror(err), str(path))
+
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: check(path) or real_open(path, *a, **k))
+    monkeypatch.setattr(os, "mkdir", lambda path, *a, **k: check(path) or real_mkdir(path, *a, **k))
+
+
+@pytest.mark.parametrize("err, name", [(30, "EROFS"), (1, "EPERM"), (13, "EACCES")])
+def test_unwritable_out_is_one_line_naming_the_path_and_the_cause(tmp_path, capsys, monkeypatch, err, name):
+    run = tmp_path / "r"
+    train(_cfg(), run, progress=False, stop_after_epoch=1)
+    before = _tree(run)
+    _deny_under(monkeypatch, tmp_path, err)
+    _one_line_exit_2(capsys, _train_argv(tmp_path / "new"), str(tmp_path / "new"), "cannot create the folder",
+                     f"[{name}]")
+    _one_line_exit_2(capsys, _train_argv(run, "--resume"), str(run / ".sift.lock"), f"[{name}]")
+    assert _tree(run) == before and not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root ignores permission bits (the monkeypatched variant above covers it)")
+def test_read_only_folder_by_permission_bits_is_one_line(tmp_path, capsys):
+    tmp_path.chmod(0o555)
+    try:
+        _one_line_exit_2(capsys, _train_argv(tmp_path / "r"), str(tmp_path / "r"), "[EACCES]")
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing_half_written(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 6:  # lock, config.json, metrics.csv, snapshot 0, metrics.csv, then this write
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = tmp_path / "r"
+    err = _one_line_exit_2(capsys, _train_argv(run), f"{run}{os.sep}", "No space left on device [ENOSPC]")
+    assert "cannot write" in err
+    assert not list(run.rglob("*.tmp")) and not (run / ".sift.lock").exists()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(_train_argv(run, "--resume")) == 0  # what was written is a consistent, restartable run
+    assert (run / "done.json").exists()
