@@ -19,6 +19,7 @@ from .distributions import distribute
 from .masking import active_count, random_masks
 from .methods import get_method
 from .models import build_model
+from .modelsize import check_model_size
 from .rundir import RunDir
 from .runstart import open_run
 from .schedule import UpdateSchedule
@@ -210,7 +211,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     """Train ``cfg`` into the run folder ``out``; returns the ``done.json`` content (or, when stopped
     early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint."""
     run = RunDir(out)
-    check_device(device)
+    check_model_size(cfg, check_device(device))  # before anything is allocated or written
     with open_run(run, cfg, resume) as start:  # refuses foreign folders, holds the run's lock
         if start == "done":
             return run.read_done()

@@ -293,3 +293,46 @@ def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing_half_written(t
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert main(_train_argv(run, "--resume")) == 0  # what was written is a consistent, restartable run
     assert (run / "done.json").exists()
+
+
+# ---------------------------------------------------------------- item 6: model size before allocating
+def _mlp_wide_params(s, d_in=64, classes=10, hidden=256):
+    """The MLP's parameters written out: fc_in, two hidden layers, fc_out, each width widened to
+    round(256 / sqrt(1 - s)) (Sparse Wide, paper variant)."""
+    from fractions import Fraction
+    import math
+    w = round(hidden * math.sqrt(1 / (1 - Fraction(repr(s)))))
+    return (d_in * w + w) + 2 * (w * w + w) + (w * classes + classes)
+
+
+def test_sparsity_too_close_to_one_is_refused_before_allocating_with_the_size_it_would_need(tmp_path, capsys):
+    out = tmp_path / "r"
+    params = _mlp_wide_params(0.9999999)  # about 6.6e9 parameters: 79 GB of weights, gradients, momentum
+    err = _one_line_exit_2(capsys, ["train", "--dataset", "synthetic", "--model", "mlp", "--family", "wide",
+                                    "--sparsity", "0.9999999", "--out", str(out)], f"has {params:,} parameters",
+                           f"needs at least {12 * params / 2**30:,.1f} GiB", "SIFT_MEMORY_LIMIT")
+    assert "mlp wide at sparsity 0.9999999" in err and not out.exists()
+
+
+def test_memory_limit_override_refuses_and_admits(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SIFT_MEMORY_LIMIT", "1M")
+    params = _mlp_wide_params(0.5)
+    _one_line_exit_2(capsys, _train_argv(tmp_path / "r"), f"has {params:,} parameters", "SIFT_MEMORY_LIMIT=1M")
+    assert not (tmp_path / "r").exists()
+    import torch
+
+    from sift_train.modelsize import check_model_size
+    for admit in ("none", f"{12 * params}", "2G"):
+        monkeypatch.setenv("SIFT_MEMORY_LIMIT", admit)
+        assert check_model_size(_cfg(), torch.device("cpu")) == params
+
+
+def test_parallel_parameter_count_by_branch_formula_equals_the_built_model():
+    from sift_train.modelsize import parameter_count
+    from sift_train.models import build_model
+    for model in ("mlp", "cnn"):
+        for s in (0.9, 0.95):  # K = 10, 20: by the formula
+            cfg = _cfg(model=model, family="parallel", sparsity=s)
+            built = build_model(model, in_shape=(1, 8, 8), num_classes=10, family="parallel", sparsity=s,
+                                device="meta")
+            assert parameter_count(cfg) == sum(p.numel() for p in built.parameters())
