@@ -336,3 +336,61 @@ def test_parallel_parameter_count_by_branch_formula_equals_the_built_model():
             built = build_model(model, in_shape=(1, 8, 8), num_classes=10, family="parallel", sparsity=s,
                                 device="meta")
             assert parameter_count(cfg) == sum(p.numel() for p in built.parameters())
+
+
+# ---------------------------------------------------------------- item 9: sweep workers die with the sweep
+def _running(pid):
+    """Alive and not a zombie (an orphan's zombie may never be reaped in a container)."""
+    import os
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("os").name != "posix", reason="getppid() of an orphan changes on POSIX only")
+def test_sweep_workers_die_when_the_sweep_process_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    (tmp_path / "sleeper.py").write_text(
+        "import os, time\n"
+        "def report_and_sleep(path):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n")
+    files = [tmp_path / "w0", tmp_path / "w1"]
+    script = ("import sys, time, sleeper\n"
+              "from sift_train.sweep import worker_pool\n"
+              "pool = worker_pool(2)\n"
+              f"pool.map_async(sleeper.report_and_sleep, {[str(f) for f in files]}, chunksize=1)\n"
+              "time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd(),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.time() + 60
+        while not all(f.exists() and f.read_text() for f in files):
+            assert time.time() < deadline and parent.poll() is None, "workers did not start"
+            time.sleep(0.1)
+        workers = [int(f.read_text()) for f in files]
+        assert all(_running(w) for w in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.time() + 10
+    while any(_running(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if _running(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived the killed sweep"
