@@ -281,7 +281,7 @@ def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing_half_written(t
 
     def fsync(fd):
         calls.append(fd)
-        if len(calls) == 6:  # lock, config.json, metrics.csv, snapshot 0, metrics.csv, then this write
+        if len(calls) == 6:  # a write of the first evaluation (after the lock, config.json, metrics.csv)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
