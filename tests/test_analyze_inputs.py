@@ -180,7 +180,7 @@ def test_summary_marks_unfinished_runs(tmp_path):
 @pytest.mark.parametrize("option, message", [
     (["--layer-metric", "nope"], "unknown layer metric for hoang2023a 'nope'"),
     (["--convention", "hoang2023b", "--layer-metric", "lambda"], "unknown layer metric for hoang2023b"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--device", "tpu"], "device: expected 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
 ])
 def test_bad_option_refused_before_any_work_exit_2(tmp_path, capsys, option, message):
     write_run(tmp_path / "runs", "r", steps=(0, 10))
