@@ -220,3 +220,14 @@ def test_crash_of_sift_is_exit_3_with_the_traceback_in_a_file(tmp_path, capsys, 
     os.unlink(report)
     assert _analyze(tmp_path / "runs", "--out", tmp_path / "out", "--debug") == 3
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("convention", ["hoang2023a", "hoang2023b"])
+def test_layer_metric_choices_are_the_numeric_columns_of_layers_csv(tmp_path, convention):
+    from sift_graph.analysis.options import layer_metric_columns
+
+    write_run(tmp_path / "runs", "r", steps=(0,))
+    layers = run_analysis([tmp_path / "runs"], out=tmp_path / "out", jobs=1, figures=False,
+                          progress=False, convention=convention).layers
+    numeric = set(layers.select_dtypes("number").columns) - {"step", "epoch"}
+    assert set(layer_metric_columns(convention)) == numeric
