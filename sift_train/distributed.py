@@ -16,6 +16,7 @@ with a different one.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -87,12 +88,15 @@ def sync_from_rank0(d: Dist, model: nn.Module, generator: torch.Generator) -> No
 def wrap(d: Dist, model: nn.Module, device: torch.device) -> nn.Module:
     """``DistributedDataParallel`` around ``model`` (the model itself when single-process).
 
-    ``broadcast_buffers=False``: masks are kept identical by construction and need no per-step
+    No per-forward buffer broadcast: masks are kept identical by construction and need no per-step
     broadcast; BatchNorm running statistics stay per rank (rank 0's are evaluated and saved)."""
     if not d.enabled:
         return model
-    return nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    ddp = nn.parallel.DistributedDataParallel
+    # torch >= 2.13 names it forward_sync_buffers (buffers are still synced once at construction)
+    no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else "broadcast_buffers")
+    return ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **{no_sync: False})
 
 
 def shard(d: Dist, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -6,7 +6,10 @@ two half-batch means (DDP all-reduce), so weights differ by float rounding (chec
 are compared exactly: the tiny MLP below has no near-ties in |w| or |grad| at the compared updates, but a
 near-tie could in principle flip under the other reduction order (docs/training.md)."""
 import json
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -115,3 +118,16 @@ def test_ranks_with_different_masks_stop_with_a_clear_error(ddp):
     for rank in (0, 1):
         text = (ddp / f"disagree.rank{rank}.txt").read_text()
         assert text.startswith("ranks disagree on the masks after the update at step 7"), text
+
+
+def test_torchrun_cli_trains_one_run(tmp_path):
+    """``torchrun --nproc-per-node 2 -m sift_train train ...`` (Gloo on CPU): one run folder, one result line."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "sift_train", "train", "--dataset", "synthetic", "--model", "mlp", "--epochs", "1",
+           "--batch-size", "32", "--device", "cpu", "--no-progress", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("test accuracy") == 1
+    assert json.loads((out / "done.json").read_text())["step"] == 8
