@@ -39,6 +39,9 @@ def register(sub) -> None:
                                    "from --preset (default: 'cifar' for CIFAR, 'digits' otherwise).")
     p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="train options from a recipe/sweep TOML file or a shipped preset name "
+                        "(paper-cifar100-resnet18, imagenet-style); flags override it")
     p.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
     p.add_argument("--prefetch", type=int, metavar="N",
                    help="batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)")
@@ -102,9 +105,12 @@ _CONFIG_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name != "preset")
 
 def _train(args) -> int:
     from .distributed import shutdown
+    from .recipes import train_options
     from .train import train
 
-    cfg = make_config(args.preset, **{k: getattr(args, k) for k in _CONFIG_FLAGS})
+    flags = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
+    options = train_options(args.config, set(flags)) if args.config else {}
+    cfg = make_config(args.preset or options.pop("preset", None), **{**options, **flags})
     try:
         info = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
                      prefetch=args.prefetch)
