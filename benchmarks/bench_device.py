@@ -33,7 +33,8 @@ import torch.multiprocessing as mp
 
 from sift_train.devices import place, resolve_device
 from sift_train.distributed import Dist, wrap
-from sift_train.masking import active_count, random_masks
+from sift_train.counts import active_count
+from sift_train.masking import random_masks
 from sift_train.methods import get_method
 from sift_train.models import build_model
 from sift_train.precision import Precision
