@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 
-def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict, dict]]) -> None:
+def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict, dict]],
+        device: str = "cpu") -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
@@ -44,7 +45,7 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
                 _disagree(rank, world, base)
                 continue
             history.clear()
-            info = train(make_config(**cfg), base / name, progress=False, device="cpu", **kwargs)
+            info = train(make_config(**cfg), base / name, progress=False, device=device, **kwargs)
             torch.save(history, base / f"{name}.masks.rank{rank}.pt")
             (base / f"{name}.info.rank{rank}.json").write_text(json.dumps(info))
     finally:

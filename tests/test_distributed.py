@@ -131,3 +131,13 @@ def test_torchrun_cli_trains_one_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("test accuracy") == 1
     assert json.loads((out / "done.json").read_text())["step"] == 8
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_nccl_on_two_gpus_keeps_masks_identical(tmp_path):
+    jobs = [(m, {**CFG, "model": "cnn", "method": m, "amp": "bf16"}, {}) for m in ("rigl", "set")]
+    mp.spawn(ddp_worker.run, args=(2, _free_port(), str(tmp_path), jobs, "cuda"), nprocs=2, join=True)
+    for m in ("rigl", "set"):
+        r0, r1 = (torch.load(tmp_path / f"{m}.masks.rank{r}.pt", weights_only=True) for r in (0, 1))
+        assert len(r0) == N_UPDATES
+        _same_masks(r0, r1)
