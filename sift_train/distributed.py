@@ -75,14 +75,18 @@ def broadcast_(tensors, src: int = 0) -> None:
             t.copy_(buf.to(device=t.device, dtype=t.dtype))
 
 
-def sync_from_rank0(d: Dist, model: nn.Module, generator: torch.Generator) -> None:
-    """Rank 0's parameters and buffers (masks included) and mask-generator state on every rank."""
+def sync_from_rank0(d: Dist, sparse) -> None:
+    """Rank 0's parameters and buffers (masks included) and mask-generator state on every rank, for a
+    :class:`~sift_train.sparse_training.SparseTraining` ``sparse``; the received masks are installed
+    through ``set_masks`` so weights and optimizer state are re-masked with them."""
     if not d.enabled:
         return
-    broadcast_(list(model.state_dict().values()))
-    state = generator.get_state()
+    masking = sparse.masking
+    broadcast_(list(masking.model.state_dict().values()))
+    masking.set_masks({n: m.clone() for n, m in masking.masks.items()}, sparse.optimizer)
+    state = sparse.generator.get_state()
     broadcast_([state])
-    generator.set_state(state)
+    sparse.generator.set_state(state)
 
 
 def wrap(d: Dist, model: nn.Module, device: torch.device) -> nn.Module:

@@ -245,7 +245,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
         run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
         run.rewind(-1)
-    distributed.sync_from_rank0(d, setup.model, setup.sparse.generator)
+    distributed.sync_from_rank0(d, setup.sparse)
     if not resuming:
         rec.record(0, "init", lr_at(cfg, 0, len(setup.batches)))
     if prefetch is None:

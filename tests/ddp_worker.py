@@ -1,7 +1,7 @@
 """Body of one process of the 2-process DDP tests (test_distributed.py), started by
 ``torch.multiprocessing.spawn`` with the environment torchrun would give it.
 
-It records, independently of sift's own checks, every mask the process installs (``Masking.set_masks``)
+It records, independently of sift's own checks, the masks of every update (``MaskMethod.update_masks``)
 and every file write it attempts, then trains the jobs it is given."""
 from __future__ import annotations
 
@@ -17,19 +17,21 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    from sift_train import masking, rundir
+    from sift_train import rundir
+    from sift_train.methods import MaskMethod
     from sift_train.config import make_config
     from sift_train.distributed import shutdown
     from sift_train.train import train
 
     history: list[dict[str, torch.Tensor]] = []
-    set_masks = masking.Masking.set_masks
+    update_masks = MaskMethod.update_masks
 
-    def recording_set_masks(self, new, optimizer):
+    def recording_update_masks(self, *args):
+        new = update_masks(self, *args)
         history.append({n: m.detach().cpu().clone() for n, m in new.items()})
-        return set_masks(self, new, optimizer)
+        return new
 
-    masking.Masking.set_masks = recording_set_masks
+    MaskMethod.update_masks = recording_update_masks
     writes: list[str] = []
     atomic = rundir.atomic_write_bytes
 
@@ -45,6 +47,7 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
                 _disagree(rank, world, base)
                 continue
             history.clear()
+            cfg = {k: rank if v == "<rank>" else v for k, v in cfg.items()}
             info = train(make_config(**cfg), base / name, progress=False, device=device, **kwargs)
             torch.save(history, base / f"{name}.masks.rank{rank}.pt")
             (base / f"{name}.info.rank{rank}.json").write_text(json.dumps(info))

@@ -16,8 +16,8 @@ import torch
 import torch.multiprocessing as mp
 
 import ddp_worker
-from sift_train import masking
 from sift_train.config import make_config
+from sift_train.methods import MaskMethod
 from sift_train.train import train
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,8 @@ def ddp(tmp_path_factory):
     jobs = [("rigl", {**CFG, "method": "rigl"}, {}),
             ("set", {**CFG, "method": "set"}, {}),
             ("part", {**CFG, "method": "rigl", "epochs": 3}, {"stop_after_epoch": 1}),
-            ("disagree", {}, {})]
+            ("disagree", {}, {}),
+            ("seeds", {**CFG, "method": "set", "seed": "<rank>"}, {})]
     mp.spawn(ddp_worker.run, args=(2, _free_port(), str(base), jobs), nprocs=2, join=True)
     return base
 
@@ -48,14 +49,15 @@ def ddp(tmp_path_factory):
 def _single(out, monkeypatch, cfg, **kw):
     """One-process run with the same global batch; returns (info, masks installed at each update)."""
     history = []
-    original = masking.Masking.set_masks
+    original = MaskMethod.update_masks
 
-    def recording(self, new, optimizer):
+    def recording(self, *args):
+        new = original(self, *args)
         history.append({n: m.detach().cpu().clone() for n, m in new.items()})
-        return original(self, new, optimizer)
+        return new
 
     with monkeypatch.context() as m:
-        m.setattr(masking.Masking, "set_masks", recording)
+        m.setattr(MaskMethod, "update_masks", recording)
         info = train(make_config(**cfg), out, progress=False, device="cpu", **kw)
     return info, history
 
@@ -141,3 +143,12 @@ def test_nccl_on_two_gpus_keeps_masks_identical(tmp_path):
         r0, r1 = (torch.load(tmp_path / f"{m}.masks.rank{r}.pt", weights_only=True) for r in (0, 1))
         assert len(r0) == N_UPDATES
         _same_masks(r0, r1)
+
+
+def test_rank_0_initial_masks_and_generator_reach_every_rank(ddp):
+    """Rank r is given seed r: its own initial masks, SET draws and data order differ, yet after the
+    broadcast from rank 0 both ranks make the same updates."""
+    r0 = torch.load(ddp / "seeds.masks.rank0.pt", weights_only=True)
+    r1 = torch.load(ddp / "seeds.masks.rank1.pt", weights_only=True)
+    assert len(r0) == N_UPDATES
+    _same_masks(r0, r1)
