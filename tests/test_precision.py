@@ -108,6 +108,7 @@ def test_mask_fingerprint_tells_moved_entries_apart():
     assert mask_fingerprint({"w": m})[0].tolist() == [2, 1 * 7 + 2 + 3 * 7 + 4, 9 * 16 + 25 * 32]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_resume_is_bit_identical_with_amp_accumulation_and_cosine(tmp_path, amp):
     cfg = make_config(**{**CFG, "epochs": 3}, amp=amp, accumulate=2, lr_schedule="cosine", warmup_epochs=1)
