@@ -213,13 +213,13 @@ def _fixed(name: str, flops: int) -> LayerShape:
 
 def attach_masks(model: nn.Module, active: dict[str, int], seed: int) -> None:
     """Register bool ``<param>_mask`` buffers with exactly ``active[name]`` random active entries and zero
-    the weights where the mask is off."""
+    the weights where the mask is off (on the ``meta`` device: shape-only masks, for planning)."""
     params = sparse_parameters(model)
-    shapes = {n: tuple(p.shape) for n, p in params.items()}
+    shapes = {n: tuple(p.shape) for n, p in params.items() if not p.is_meta}
     masks = random_masks(shapes, {}, torch.Generator().manual_seed(seed), counts=active)
     for name, p in params.items():
         prefix, _, attr = name.rpartition(".")
-        mask = masks[name].to(p.device)
+        mask = torch.empty(p.shape, dtype=torch.bool, device="meta") if p.is_meta else masks[name].to(p.device)
         model.get_submodule(prefix).register_buffer(attr + MASK_SUFFIX, mask)
         with torch.no_grad():
             p.mul_(mask)
