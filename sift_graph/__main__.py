@@ -11,11 +11,11 @@ import sys
 import tempfile
 import traceback
 
-from . import cli_analyze
+from . import cli_analyze, cli_metrics
 from .analysis.options import UsageError
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
-COMMANDS = (cli_analyze,)
+COMMANDS = (cli_analyze, cli_metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
