@@ -99,6 +99,10 @@ def sparse_ift(model: nn.Module | Callable[[float], nn.Module], family: str, spa
             mark_sparse(layer)
         else:
             _replace(new, name, _member(layer, family, s, variant, rank, name))
+    if family not in ("dense", "wide") and any(isinstance(m, nn.TransformerEncoderLayer) for m in new.modules()):
+        warnings.warn("sparse_ift: nn.TransformerEncoderLayer's fused inference path reads linear1.weight "
+                      "directly; call torch.backends.mha.set_fastpath_enabled(False) before evaluating "
+                      "the transformed model", stacklevel=2)
     try:
         plan = iso_flop_plan(new, inputs, count_flops(dense, inputs), family=family, sparsity=s)
     except ValueError as exc:
