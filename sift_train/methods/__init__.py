@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from .base import DropAndGrow, MaskMethod, drop_by_magnitude, grow_top
+from .nm import nm_mask
 from .rigl import RigL
 from .set import SET
+from .soft_topk import soft_topk
 from .static import Static
 
 METHODS: dict[str, type[MaskMethod]] = {cls.name: cls for cls in (Static, SET, RigL)}
@@ -17,4 +19,4 @@ def get_method(name: str) -> MaskMethod:
 
 
 __all__ = ["METHODS", "get_method", "MaskMethod", "DropAndGrow", "drop_by_magnitude", "grow_top",
-           "Static", "SET", "RigL"]
+           "Static", "SET", "RigL", "soft_topk", "nm_mask"]
