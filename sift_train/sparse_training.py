@@ -64,11 +64,12 @@ class SparseTraining:
             self._dense_grads,
             masks,
             self.schedule.drop_fraction_at(self.step),
-            self.targets,
+            self.schedule.targets_at(self.step, self.targets),
             self.generator,
         )
         self._dense_grads = {}
         self.masking.set_masks(new, self.optimizer)
+        self.targets = {n: int(m.sum()) for n, m in new.items()}
         self.last_update_step = self.step
 
     def state_dict(self) -> dict:

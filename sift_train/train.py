@@ -3,7 +3,7 @@ and write the run folder (``docs/run-format.md``); resumes from the last epoch-e
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from .data import Batches, Dataset, load_dataset, prepare
 from .datasets import dataset_info
 from .distributions import distribute
 from .masking import active_count, random_masks
+from .method_setup import plan_method, scoring_data
 from .methods import get_method
 from .models import build_model
 from .rundir import RunDir
@@ -37,6 +38,7 @@ class Setup:
     mask_sparsity: dict[str, float]
     batches: Batches
     device: torch.device
+    extra: dict = field(default_factory=dict)  # method records for config.json (method_setup)
 
 
 def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
@@ -80,8 +82,11 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     schedule = UpdateSchedule.for_training(
         len(batches) * cfg.epochs, cfg.end_fraction, interval=cfg.update_interval,
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
-    sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
-    return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device)
+    plan = plan_method(cfg, model, get_method(cfg.method), masks, targets, schedule, len(batches) * cfg.epochs,
+                       scoring_data(cfg, data, device), mask_gen)
+    sparse = SparseTraining(model, optimizer, plan.masks, plan.targets, plan.method, plan.schedule, mask_gen)
+    return Setup(cfg, data, model, optimizer, sparse, plan.mask_sparsity(mask_sparsity), batches, device,
+                 plan.extra)
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -219,7 +224,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     else:
         run.create()
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
-        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
+        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets, extra=setup.extra)
         run.rewind(-1)
         rec.record(0, "init", lr_at_epoch(cfg, 0))
     return _loop(setup, run, rec, start_epoch, progress, stop_after_epoch)

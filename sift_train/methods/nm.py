@@ -145,3 +145,35 @@ def nm_mask(weight: torch.Tensor, n: int, m: int, *, transposable: bool = False)
 def pattern_count(shape: tuple[int, ...], n: int, m: int, transposable: bool = False) -> int:
     """Active entries of a full N:M(-T) mask of ``shape`` under sift's padding rule."""
     return int(pattern_select(torch.ones(shape), n, m, transposable=transposable).sum())
+
+
+class PatternMethod:
+    """RigL/SET/static under an N:M(-T) pattern (spec §4.5 (c)): drop by ``|w|`` as the wrapped method
+    does, then re-select the pattern with the surviving entries first (a bonus larger than any sum of
+    grow scores in a tile) and the wrapped method's grow scores (rescaled to [0, 1]) after them, so every
+    group (tile) holds exactly its pattern count after every update."""
+
+    def __init__(self, inner, n: int, m: int, transposable: bool = False, solver: str = "exact"):
+        from .base import DropAndGrow
+
+        if inner.dynamic and not isinstance(inner, DropAndGrow):
+            raise ValueError(f"--sparsity-pattern works with static, set and rigl, not {inner.name!r}")
+        self.inner, self.n, self.m, self.transposable, self.solver = inner, n, m, transposable, solver
+        self.name, self.dynamic, self.needs_dense_grad = inner.name, inner.dynamic, inner.needs_dense_grad
+
+    def initial_mask(self, weight: torch.Tensor) -> torch.Tensor:
+        """Magnitude N:M(-T) mask of the initial weights."""
+        return pattern_select(weight.detach().abs(), self.n, self.m, transposable=self.transposable,
+                              solver=self.solver)
+
+    def update_masks(self, weights, grads, masks, drop_fraction, targets, generator):
+        from .base import drop_by_magnitude
+
+        out = {}
+        for name, mask in masks.items():
+            kept = drop_by_magnitude(weights[name], mask, drop_fraction)
+            grow = self.inner.grow_scores(weights[name], grads.get(name), kept, generator).detach().double()
+            grow = (grow - grow.min()) / (grow.max() - grow.min() + 1e-12)
+            score = grow + kept.double() * (self.m * self.m + 2)
+            out[name] = pattern_select(score, self.n, self.m, transposable=self.transposable, solver=self.solver)
+        return out
