@@ -109,3 +109,40 @@ def test_parse_pattern():
     assert parse_pattern("4:8-T") == (4, 8, True) and parse_pattern("2:4") == (2, 4, False)
     with pytest.raises(ValueError, match="0 < N < M"):
         parse_pattern("4:4")
+
+
+def _is_pattern(mask, n, m, transposable):
+    """N per group of m inputs at every (out, tap); with -T also N per group of m outputs."""
+    w = mask.permute(2, 3, 0, 1).reshape(-1, mask.shape[0], mask.shape[1]) if mask.dim() == 4 else mask[None]
+    rows = w.reshape(w.shape[0], w.shape[1], -1, m).sum(-1)
+    ok = bool((rows == n).all())
+    if transposable:
+        cols = w.transpose(1, 2).reshape(w.shape[0], w.shape[2], -1, m).sum(-1)
+        ok = ok and bool((cols == n).all())
+    return ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern,method", [("2:4", "rigl"), ("2:8-T", "set")])
+def test_drop_and_grow_keep_the_pattern_after_every_update(pattern, method):
+    from sift_train.config import make_config
+    from sift_train.data import prepare
+    from sift_train.train import build
+
+    n, m, t = parse_pattern(pattern)
+    cfg = make_config("digits", dataset="synthetic", model="cnn", family="dense", sparsity=0.5, method=method,
+                      epochs=1, batch_size=32, update_interval=2, sparsity_pattern=pattern)
+    setup = build(cfg)
+    sparse = setup.sparse
+    changed = 0
+    for x, y, gen in setup.batches.epoch(0):
+        before = {k: v.clone() for k, v in sparse.masking.masks.items()}
+        setup.optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(setup.model(prepare(x, setup.data, True, gen)), y).backward()
+        setup.optimizer.step()
+        for name, mask in sparse.masking.masks.items():
+            assert _is_pattern(mask, n, m, t), name
+            assert int(mask.sum()) == mask.numel() * n // m
+            assert bool((sparse.masking.params[name].detach()[~mask] == 0).all())
+            changed += int((mask != before[name]).sum())
+    assert changed > 0
