@@ -3,6 +3,7 @@ schedule and Iso-FLOP target density, N:M initial masks. :func:`plan_method` tur
 masks of :func:`sift_train.train.build` into the method's own masks, targets and schedule."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,8 +18,10 @@ from .methods import MaskMethod
 from .methods.nm import PatternMethod, parse_pattern
 from .methods.pruning_at_init import PruningAtInit, ScoringData
 from .models import build_model
+from .methods.spartan import SpartanSchedule, SpartanTraining
 from .schedule import GraNetSchedule, UpdateSchedule
 from .sparse_params import sparse_parameters
+from .sparse_training import SparseTraining
 from .training_flops import search_final_density, training_flops
 
 
@@ -30,6 +33,13 @@ class MethodPlan:
     schedule: UpdateSchedule | GraNetSchedule
     extra: dict = field(default_factory=dict)  # written into config.json next to "config"
     changed: bool = True  # masks differ from the default plan's: their sparsity is recomputed
+    factory: Callable[[nn.Module, torch.optim.Optimizer], object] | None = None  # Spartan's trainer
+
+    def build(self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator):
+        """The object the training loop drives: :class:`SparseTraining` or the method's own trainer."""
+        if self.factory is not None:
+            return self.factory(model, optimizer)
+        return SparseTraining(model, optimizer, self.masks, self.targets, self.method, self.schedule, generator)
 
     def mask_sparsity(self, default: dict[str, float]) -> dict[str, float]:
         if not self.changed:
@@ -51,6 +61,8 @@ def plan_method(cfg: TrainConfig, model: nn.Module, method: MaskMethod, masks: d
         return MethodPlan(method, masks, _counts(masks), schedule)
     if method.name == "granet":
         return _granet(cfg, model, method, schedule, total_steps, generator)
+    if method.name == "spartan":
+        return _spartan(cfg, model, method, masks, targets, schedule, total_steps)
     return MethodPlan(method, masks, targets, schedule, changed=False)
 
 
@@ -99,3 +111,24 @@ def _granet(cfg: TrainConfig, model: nn.Module, method: MaskMethod, schedule: Up
     masks = random_masks(shapes_by_name, {n: 1.0 - cfg.init_density for n in shapes_by_name}, generator,
                          exact=True, counts=counts)
     return MethodPlan(method, masks, counts, base, {"granet": record})
+
+
+def _spartan(cfg: TrainConfig, model: nn.Module, method: MaskMethod, masks: dict[str, torch.Tensor],
+             targets: dict[str, int], schedule: UpdateSchedule, total: int) -> MethodPlan:
+    """Spartan at the default plan's overall density (the Iso-FLOP search's with ``iso_flop``)."""
+    params = sparse_parameters(model)
+    density = sum(targets.values()) / sum(p.numel() for p in params.values())
+    positions = {l.sparse_name: l.positions for l in trace(model, dataset_info(cfg.dataset).in_shape)
+                 if l.sparse_name}
+    sched = SpartanSchedule(total=total, density=density, beta_target=cfg.spartan_beta,
+                            block_numel=cfg.block_dims[0] * cfg.block_dims[1])
+
+    def factory(model, optimizer):
+        return SpartanTraining(model, optimizer, params, sched, budget=cfg.spartan_budget,
+                               block_dims=cfg.block_dims, cost_model=cfg.cost_model, positions=positions,
+                               record_every=cfg.update_interval)
+
+    dense = {n: torch.ones_like(m) for n, m in masks.items()}
+    extra = {"spartan": {"density": density, "warmup_end": sched.warmup_end, "freeze_step": sched.freeze_step,
+                         "beta_final": sched.beta_at(sched.freeze_step)}}
+    return MethodPlan(method, dense, targets, schedule, extra, changed=False, factory=factory)

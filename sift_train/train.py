@@ -84,7 +84,7 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
     plan = plan_method(cfg, model, get_method(cfg.method), masks, targets, schedule, len(batches) * cfg.epochs,
                        scoring_data(cfg, data, device), mask_gen)
-    sparse = SparseTraining(model, optimizer, plan.masks, plan.targets, plan.method, plan.schedule, mask_gen)
+    sparse = plan.build(model, optimizer, mask_gen)
     return Setup(cfg, data, model, optimizer, sparse, plan.mask_sparsity(mask_sparsity), batches, device,
                  plan.extra)
 
@@ -136,8 +136,9 @@ def evaluate(setup: Setup) -> tuple[float, float]:
 
 def snapshot_tensors(setup: Setup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     masks = setup.sparse.masking.masks
-    return {n: (masks[n].cpu().numpy(), p.detach().cpu().float().numpy())
-            for n, p in setup.sparse.masking.params.items()}
+    weights = getattr(setup.sparse, "snapshot_weights", None)  # Spartan: the soft-scaled weights
+    weights = weights() if weights else {n: p.detach() for n, p in setup.sparse.masking.params.items()}
+    return {n: (masks[n].cpu().numpy(), w.cpu().float().numpy()) for n, w in weights.items()}
 
 
 class _Recorder:

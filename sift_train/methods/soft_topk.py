@@ -60,21 +60,22 @@ def sinkhorn(values: torch.Tensor, costs: torch.Tensor, budget: float, beta: flo
 
 class _SoftTopK(torch.autograd.Function):
     """Forward: :func:`sinkhorn`. Backward (implicit differentiation of ``m = σ(βu + μ)``,
-    ``Σ c m = B``): ``∂L/∂v_j = β m_j(1−m_j) [g_j/c_j − Σ_i g_i m_i(1−m_i) / Σ_i c_i m_i(1−m_i)]``
-    (§1.3; the reference divides by ``B − Σ c m²``, equal when the budget holds exactly)."""
+    ``Σ c m = B``): ``∂L/∂v_j = β m_j(1−m_j) [g_j/c_j − Σ_i g_i m_i(1−m_i) / (B − Σ_i c_i m_i²)]``
+    (§1.3). ``B − Σ c m²`` equals ``Σ c m(1−m)`` when the budget holds exactly; with the loose default
+    tolerance both are approximations and sift keeps Spartan's form (its one-layer check, §1.4)."""
 
     @staticmethod
     def forward(ctx, values, costs, budget, beta, max_iters, tol):
         m, _ = sinkhorn(values, costs, budget, beta, max_iters=max_iters, tol=tol)
         ctx.save_for_backward(m, costs)
-        ctx.beta = beta
+        ctx.beta, ctx.budget = beta, budget
         return m
 
     @staticmethod
     def backward(ctx, g):
         m, costs = ctx.saved_tensors
         w = m * (1 - m)
-        denom = (costs * w).sum().clamp_min(torch.finfo(m.dtype).tiny)
+        denom = (ctx.budget - (costs * m * m).sum()).clamp_min(torch.finfo(m.dtype).tiny)
         grad_v = ctx.beta * w * (g / costs - (g * w).sum() / denom)
         return grad_v, None, None, None, None, None
 
