@@ -24,7 +24,7 @@ def _setup(family: str, sparsity: float, variant: str, where: str) -> tuple[str,
     return ("dense" if s == 0 else family), s
 
 
-def _width(width: int, family: str, s: float, variant: str) -> int:
+def _family_width(width: int, family: str, s: float, variant: str) -> int:
     return wide_width(width, s, variant) if family == "wide" else width
 
 
@@ -49,7 +49,7 @@ def mlp(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
     family, s = _setup(family, sparsity, variant, "mlp")
     if len(hidden) < 2:
         raise ValueError(f"mlp: need at least two hidden widths to have a hidden layer, got {hidden}")
-    widths = [_width(h, family, s, variant) for h in hidden]
+    widths = [_family_width(h, family, s, variant) for h in hidden]
     d_in = in_shape[0] * in_shape[1] * in_shape[2]
     with torch.device("meta"):
         layers = [
@@ -80,7 +80,7 @@ def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
     """Small CNN: dense stem ``C -> w``, transformed 3x3 units ``w -> 2w`` (stride 2), ``2w -> 2w``,
     ``2w -> 4w`` (stride 2), each followed by BN and ReLU, then a dense classifier."""
     family, s = _setup(family, sparsity, variant, "cnn")
-    w = _width(width, family, s, variant)
+    w = _family_width(width, family, s, variant)
     plan = ((w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2))
     with torch.device("meta"):
         stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=False),
