@@ -113,3 +113,16 @@ def test_isoflop_search_says_when_infeasible():
                       epochs=3, batch_size=32, update_interval=2, prune_end_fraction=1.0)
     with pytest.raises(ValueError, match="no target sparsity meets the dense training FLOPs"):
         build(cfg)
+
+
+def test_table2_sweep_preset_covers_the_methods_and_granet_is_feasible():
+    from sift_train.sweep import sweep_configs
+    from sift_train.train import build
+
+    cfgs = sweep_configs("table2")
+    assert {c.method for c in cfgs if c.sparsity > 0} == {"static", "snip", "grasp", "force", "set", "rigl",
+                                                           "granet"}
+    for cfg in cfgs:
+        if cfg.method == "granet":
+            rec = build(cfg).extra["granet"]
+            assert rec["nominal_sparsity"] == cfg.sparsity and rec["searched_sparsity"] > cfg.sparsity
