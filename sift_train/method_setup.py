@@ -39,7 +39,8 @@ class MethodPlan:
         """The object the training loop drives: :class:`SparseTraining` or the method's own trainer."""
         if self.factory is not None:
             return self.factory(model, optimizer)
-        return SparseTraining(model, optimizer, self.masks, self.targets, self.method, self.schedule, generator)
+        make = getattr(SparseTraining, "from_parts", SparseTraining)  # the parts constructor
+        return make(model, optimizer, self.masks, self.targets, self.method, self.schedule, generator)
 
     def mask_sparsity(self, default: dict[str, float]) -> dict[str, float]:
         if not self.changed:
@@ -57,8 +58,9 @@ def plan_method(cfg: TrainConfig, model: nn.Module, method: MaskMethod, masks: d
         masks = {name: wrapped.initial_mask(p) for name, p in params.items()}
         return MethodPlan(wrapped, masks, _counts(masks), schedule)
     if isinstance(method, PruningAtInit):
-        masks = method.initial_masks(model, targets, scoring)
-        return MethodPlan(method, masks, _counts(masks), schedule)
+        masks, targets, schedule = method.prepare(model, masks, targets, schedule, total_steps=total_steps,
+                                                  generator=generator, data=scoring)
+        return MethodPlan(method, masks, targets, schedule)
     if method.name == "granet":
         return _granet(cfg, model, method, schedule, total_steps, generator)
     if method.name == "spartan":

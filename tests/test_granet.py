@@ -126,3 +126,35 @@ def test_table2_sweep_preset_covers_the_methods_and_granet_is_feasible():
         if cfg.method == "granet":
             rec = build(cfg).extra["granet"]
             assert rec["nominal_sparsity"] == cfg.sparsity and rec["searched_sparsity"] > cfg.sparsity
+
+
+def test_granet_and_synflow_in_a_users_loop_through_prepare():
+    from torch import nn
+
+    from sift_train import mark_sparse, sparse_parameters
+    from sift_train.methods import get_method
+    from sift_train.methods.pruning_at_init import ScoringData
+    from sift_train.schedule import UpdateSchedule
+    from sift_train.sparse_training import SparseTraining
+
+    make = getattr(SparseTraining, "from_parts", SparseTraining)
+    for name in ("granet", "synflow"):
+        torch.manual_seed(0)
+        net = nn.Sequential(mark_sparse(nn.Linear(6, 20)), nn.ReLU(), mark_sparse(nn.Linear(20, 3)))
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        params = sparse_parameters(net)
+        masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()}
+        targets = {n: p.numel() // 4 for n, p in params.items()}
+        method = get_method(name)
+        masks, targets, sched = method.prepare(
+            net, masks, targets, UpdateSchedule(end=30, interval=3), total_steps=40,
+            generator=torch.Generator().manual_seed(0), data=ScoringData(lambda: iter(()), (6,)))
+        sparse = make(net, opt, masks, targets, method, sched, torch.Generator().manual_seed(0))
+        x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+        for _ in range(40):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        total = sum(sparse.masking.active_counts().values())
+        assert total == (sched.count_at(40) if name == "granet" else (120 + 60) // 4)
+        assert total < 180 * 0.3

@@ -53,8 +53,33 @@ def global_magnitude_prune(weights: dict[str, torch.Tensor], masks: dict[str, to
 
 
 class GraNet(MaskMethod):
+    """``init_density`` d_i (1: dense-to-sparse) and ``prune_end_fraction`` are used by :meth:`prepare`
+    when GraNet runs inside a user's loop; ``python -m sift_train train`` reads them from the config."""
+
     name = "granet"
     needs_dense_grad = True
+
+    def __init__(self, init_density: float = 1.0, prune_end_fraction: float = 0.5):
+        self.init_density, self.prune_end_fraction = init_density, prune_end_fraction
+
+    def prepare(self, model, masks, targets, schedule, *, total_steps, generator, data=None):
+        """Final density = the given targets' overall density (no Iso-FLOP search here: see
+        :func:`sift_train.training_flops.search_final_density`); start at ``init_density`` (random
+        exact-count masks below 1) on the cubic schedule with ``schedule``'s ΔT, rate and end."""
+        from ..masking import random_masks
+        from ..schedule import GraNetSchedule
+
+        numels = tuple((n, m.numel()) for n, m in masks.items())
+        final = sum(targets.values()) / sum(k for _, k in numels)
+        regen_end = schedule.end if schedule.end < total_steps else None
+        sched = GraNetSchedule(total=total_steps, final_density=min(final, self.init_density),
+                               prune_end=int(self.prune_end_fraction * total_steps),
+                               init_density=self.init_density, interval=schedule.interval,
+                               regen_end=regen_end, drop_fraction=schedule.drop_fraction, numels=numels)
+        counts = {n: int(self.init_density * k + 1e-9) for n, k in numels}
+        shapes = {n: tuple(m.shape) for n, m in masks.items()}
+        new = random_masks(shapes, {n: 1.0 - self.init_density for n in shapes}, generator, counts=counts)
+        return new, counts, sched
 
     def update_masks(self, weights, grads, masks, drop_fraction, targets, generator):
         k = sum(targets.values())

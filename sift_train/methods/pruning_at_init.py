@@ -188,6 +188,14 @@ class PruningAtInit(MaskMethod):
     def initial_masks(self, model: nn.Module, targets: dict[str, int], data: ScoringData) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def prepare(self, model, masks, targets, schedule, *, total_steps, generator, data=None):
+        """Scored masks keeping ``Σ targets`` entries; targets become their per-tensor counts."""
+        if data is None:
+            what = "the input shape of one sample" if self.name == "synflow" else "training batches"
+            raise ValueError(f"{self.name}: scoring needs {what}: pass data=ScoringData(batches, in_shape)")
+        new = self.initial_masks(model, targets, data)
+        return new, {n: int(m.sum()) for n, m in new.items()}, schedule
+
 
 class SNIP(PruningAtInit):
     name = "snip"
