@@ -87,3 +87,13 @@ def test_knapsack_keeps_the_prefix_that_fits():
 def test_bad_budget_is_one_line_error():
     with pytest.raises(ValueError, match="budget"):
         soft_topk(V, 1.0, 5.0, 10.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    from sift_train.methods import nm_mask
+
+    m = soft_topk(V.cuda(), 1.0, 2.0, 10.0)
+    assert m.device.type == "cuda" and torch.allclose(m.cpu(), soft_topk(V, 1.0, 2.0, 10.0))
+    w = torch.randn(8, 16)
+    assert nm_mask(w.cuda(), 2, 4, transposable=True).cpu().equal(nm_mask(w, 2, 4, transposable=True))
