@@ -33,12 +33,12 @@ class MethodPlan:
     schedule: UpdateSchedule | GraNetSchedule
     extra: dict = field(default_factory=dict)  # written into config.json next to "config"
     changed: bool = True  # masks differ from the default plan's: their sparsity is recomputed
-    factory: Callable[[nn.Module, torch.optim.Optimizer], object] | None = None  # Spartan's trainer
+    factory: Callable[..., object] | None = None  # (model, optimizer, generator) -> Spartan's trainer
 
     def build(self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator):
         """The object the training loop drives: :class:`SparseTraining` or the method's own trainer."""
         if self.factory is not None:
-            return self.factory(model, optimizer)
+            return self.factory(model, optimizer, generator)
         make = getattr(SparseTraining, "from_parts", SparseTraining)  # the parts constructor
         return make(model, optimizer, self.masks, self.targets, self.method, self.schedule, generator)
 
@@ -125,10 +125,10 @@ def _spartan(cfg: TrainConfig, model: nn.Module, method: MaskMethod, masks: dict
     sched = SpartanSchedule(total=total, density=density, beta_target=cfg.spartan_beta,
                             block_numel=cfg.block_dims[0] * cfg.block_dims[1])
 
-    def factory(model, optimizer):
+    def factory(model, optimizer, generator):
         return SpartanTraining(model, optimizer, params, sched, budget=cfg.spartan_budget,
                                block_dims=cfg.block_dims, cost_model=cfg.cost_model, positions=positions,
-                               record_every=cfg.update_interval)
+                               record_every=cfg.update_interval, generator=generator)
 
     dense = {n: torch.ones_like(m) for n, m in masks.items()}
     extra = {"spartan": {"density": density, "warmup_end": sched.warmup_end, "freeze_step": sched.freeze_step,

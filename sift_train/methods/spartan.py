@@ -129,8 +129,10 @@ class SpartanTraining:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, params: dict[str, nn.Parameter],
                  schedule: SpartanSchedule, *, budget: str = "global", block_dims: tuple[int, int] = (1, 1),
                  cost_model: str = "sparsity", positions: dict[str, int] | None = None,
-                 record_every: int = 100, max_iters: int = 100, tol: float = 0.01):
+                 record_every: int = 100, max_iters: int = 100, tol: float = 0.01,
+                 generator: torch.Generator | None = None):
         self.model, self.optimizer, self.params, self.schedule = model, optimizer, params, schedule
+        self.generator = generator or torch.Generator()  # unused by Spartan; kept in checkpoints like RigL's
         self.budget, self.record_every, self.max_iters, self.tol = budget, record_every, max_iters, tol
         self.step, self.last_update_step, self.frozen = 0, None, False
         self.layers: dict[str, _Masked] = {}
@@ -235,12 +237,15 @@ class SpartanTraining:
 
     def state_dict(self) -> dict:
         """Step and freeze state; the masks are buffers of the model (``weight_mask``, ``weight_soft_mask``)."""
-        return {"step": self.step, "last_update_step": self.last_update_step, "frozen": self.frozen}
+        return {"step": self.step, "last_update_step": self.last_update_step, "frozen": self.frozen,
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Call after ``model.load_state_dict``: exploring masks are recomputed from the loaded weights
         (a deterministic function of them), frozen ones read from the soft-mask buffers."""
         self.step, self.last_update_step = int(state["step"]), state["last_update_step"]
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
         self.frozen = False
         if bool(state["frozen"]):
             for lay in self.layers.values():
