@@ -87,9 +87,9 @@ _CHUNK_ENTRIES = 2**24
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
 #: Class blocks whose smaller side exceeds this go through :func:`top2_singular_values`.
 _BLOCK_MAX_SIDE = 2048
-#: A size bucket of :func:`top2_blocks` holds sides in [s, max(s + 8, 1.15·s)]: padding costs at
-#: most 1.15³ ≈ 1.5× the eigensolve flops of a large block, and small blocks share one call.
-_BUCKET_RATIO, _BUCKET_SLACK = 1.15, 8
+#: A size bucket of :func:`top2_blocks` holds sides in [s, max(s + 8, 1.1·s)]: padding costs at
+#: most 1.1³ ≈ 1.33× the eigensolve flops of a large block, and small blocks share one call.
+_BUCKET_RATIO, _BUCKET_SLACK = 1.1, 8
 
 #: Route names taken while :func:`record_routes` is active (None: not recording).
 _route_log: list[str] | None = None
@@ -441,8 +441,9 @@ def _stack_torch(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: 
     stack = torch.zeros((len(exps), side, side), dtype=torch.float64, device=device)
     for j in range(len(exps)):
         d = d_all[starts[j] : starts[j + 1]]
-        if exps[j]:
-            d = torch.ldexp(d, torch.tensor(-float(exps[j]), dtype=torch.float64, device=device))
+        if exps[j]:  # two exact power-of-two factors: 2^±1074 alone would not fit in float64
+            half = -int(exps[j]) // 2
+            d = d * math.ldexp(1.0, half) * math.ldexp(1.0, -int(exps[j]) - half)
         if tall[j]:
             d = d[:, (d != 0).any(dim=0)]
             g = d.T @ d
