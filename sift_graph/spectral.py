@@ -121,7 +121,7 @@ def _use_torch(device: str) -> bool:
 
 
 def _fixed_v0(n: int) -> np.ndarray:
-    """Deterministic ARPACK start vector (not ones: that is σ1's vector of a biregular graph)."""
+    """Deterministic Lanczos/ARPACK start vector (not ones: σ1's vector of a biregular graph)."""
     return np.random.default_rng(20230724).standard_normal(n)
 
 
