@@ -20,7 +20,9 @@ from .counts import active_count
 from .masking import random_masks
 from .methods import get_method
 from .models import build_model
+from .modelsize import check_model_size
 from .rundir import RunDir
+from .runstart import open_run
 from .schedule import UpdateSchedule
 from .sparse_params import sparse_parameters
 from .sparse_training import SparseTraining
@@ -196,27 +198,35 @@ def restore(setup: Setup, state: dict) -> int:
     return int(state["epoch"])
 
 
+def restore_checkpoint(setup: Setup, run: RunDir) -> int:
+    """:func:`restore` from ``run``'s checkpoint; one ``ValueError`` naming the file if it does not fit."""
+    state = run.load_checkpoint(map_location=setup.device)
+    try:
+        return restore(setup, state)
+    except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{run.checkpoint}: checkpoint does not fit this run's model ({reason})") from None
+
+
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "cpu",
           progress: bool = True, stop_after_epoch: int | None = None) -> dict:
     """Train ``cfg`` into the run folder ``out``; returns the ``done.json`` content (or, when stopped
     early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint."""
     run = RunDir(out)
-    if run.done:
-        if resume:
+    check_model_size(cfg, check_device(device))  # before anything is allocated or written
+    with open_run(run, cfg, resume) as start:  # refuses foreign folders, holds the run's lock
+        if start == "done":
             return run.read_done()
-        raise ValueError(f"{run.path}: run already finished (done.json); choose another --out")
-    if not run.is_empty() and not resume:
-        raise ValueError(f"{run.path}: folder exists and is not empty; pass --resume to continue it")
-    if resume and run.has_checkpoint:
-        saved = TrainConfig.from_dict(run.read_config()["config"]).to_dict()
-        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k != "data_dir")
-        if diff:
-            raise ValueError(f"{run.path}: --resume with a different config (fields {', '.join(diff)})")
+        return _train(cfg, run, start, device, progress, stop_after_epoch)
+
+
+def _train(cfg: TrainConfig, run: RunDir, start: str, device: str, progress: bool,
+           stop_after_epoch: int | None) -> dict:
     setup = build(cfg, device)
     rec = _Recorder(setup, run)
     start_epoch = 0
-    if resume and run.has_checkpoint:
-        start_epoch = restore(setup, run.load_checkpoint(map_location=setup.device))
+    if start == "resume":
+        start_epoch = restore_checkpoint(setup, run)
         run.rewind(setup.sparse.step)
     else:
         run.create()
@@ -251,8 +261,9 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
             loss_value = float(loss.detach())
             if not np.isfinite(loss_value):
                 bar.close()
+                kept = "the last checkpoint is kept" if run.has_checkpoint else "no checkpoint was written yet"
                 raise ValueError(f"{run.path}: training loss is {loss_value} at step {step} (diverged; "
-                                 f"try a lower --lr); the last checkpoint is kept for --resume")
+                                 f"try a lower --lr); {kept}")
             rec.add(loss_value, int((out.argmax(1) == y).sum()), len(y))
             bar.update(1)
             bar.set_postfix(loss=f"{rec.loss_sum / rec.seen:.3f}", acc=f"{rec.correct / rec.seen:.3f}",
