@@ -25,6 +25,7 @@ def _cfg(**kw):
     ("--weight-decay", "nan", "weight_decay must be a finite number >= 0"),
     ("--lr-gamma", "-1", "lr_gamma must be a finite number > 0"),
     ("--drop-fraction", "1.5", r"drop_fraction must be in \[0, 1\]"),
+    ("--warmup-epochs", "nan", "warmup_epochs must be a finite number >= 0"),
 ])
 def test_bad_optimizer_hyper_parameter_is_refused_before_anything_is_written(tmp_path, capsys, flag, value,
                                                                             rule):
