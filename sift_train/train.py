@@ -92,7 +92,8 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     schedule = UpdateSchedule.for_training(
         total_steps(cfg, len(batches)), cfg.end_fraction, interval=cfg.update_interval,
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
-    sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
+    sparse = SparseTraining.from_parts(model, optimizer, masks, targets, get_method(cfg.method), schedule,
+                                       mask_gen)
     return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device,
                  Precision(cfg.amp, device))
 

@@ -149,7 +149,7 @@ def test_unknown_family_rejected():
         transform(nn.Linear(4, 4), "deep", 0.5)
 
 
-@pytest.mark.parametrize("layer", [nn.Conv1d(3, 4, 3), nn.Conv2d(4, 4, 3, groups=2), nn.LSTM(3, 3)])
+@pytest.mark.parametrize("layer", [nn.Conv3d(3, 4, 3), nn.Conv2d(4, 4, 3, groups=4), nn.LSTM(3, 3)])
 def test_unsupported_layer_error_names_the_layer(layer):
     with pytest.raises(ValueError, match=r"features\.3:"):
         transform(layer, "parallel", 0.5, where="features.3")
