@@ -2,6 +2,7 @@
 named presets (sparse-ift.md §4; §6.1 for what ``variant`` switches)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .datasets import DATASETS
@@ -88,6 +89,7 @@ class TrainConfig:
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if not 0.0 < self.end_fraction <= 1.0:
             raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
+        _check_optimisation(self)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     def to_dict(self) -> dict:
@@ -129,6 +131,20 @@ def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
     late = cfg.variant == "official"
     passed = sum(1 for m in cfg.milestones if (epoch > m if late else epoch >= m))
     return cfg.lr * cfg.lr_gamma ** passed
+
+
+def _check_optimisation(cfg: TrainConfig) -> None:
+    """Optimizer hyper-parameters: finite ``lr`` and ``lr_gamma`` > 0, ``momentum`` in [0, 1) (SGD's
+    momentum buffer grows without bound from 1 on), finite ``weight_decay`` >= 0, ``drop_fraction`` in
+    [0, 1]. Every comparison is written so that NaN fails it."""
+    rules = (("lr", cfg.lr, "a finite number > 0", lambda v: 0.0 < v < math.inf),
+             ("lr_gamma", cfg.lr_gamma, "a finite number > 0", lambda v: 0.0 < v < math.inf),
+             ("momentum", cfg.momentum, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
+             ("weight_decay", cfg.weight_decay, "a finite number >= 0", lambda v: 0.0 <= v < math.inf),
+             ("drop_fraction", cfg.drop_fraction, "in [0, 1]", lambda v: 0.0 <= v <= 1.0))
+    for name, value, rule, ok in rules:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
 def _choice(name: str, value: str, allowed) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig, make_config
+from .outdir import prepare_folder
+from .rundir import RunDir
+from .runstart import plan_start
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,28 @@ def _one(args) -> tuple[str, str, float | None, float]:
     return run.path.name, status, info["test_acc"], time.perf_counter() - t
 
 
+def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Pool initializer: a daemon thread ends this worker as soon as its parent, the sweep process, is
+    gone (``kill -9`` included; POSIX, where an orphan's ``getppid()`` changes). The run it was training
+    keeps its last checkpoint; its lock is then stale and the next sweep takes it over."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sift-exit-with-parent", daemon=True).start()
+
+
+def worker_pool(processes: int):
+    """Spawned worker processes that die with this process."""
+    return mp.get_context("spawn").Pool(processes, initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
 def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 0,
               progress: bool = True) -> list[tuple[str, str, float | None, float]]:
     """Train every run of ``preset`` into ``out/<run_name>``; ``jobs`` parallel processes
     (0: one per CPU core, at most 4). Prints one line per run; returns those lines' fields."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_folder(out)
     cfgs = sweep_configs(preset)
     jobs = jobs or min(os.cpu_count() or 1, 4)
     tasks = [(cfg, str(out / run_name(cfg)), device, progress and jobs == 1) for cfg in cfgs]
@@ -89,7 +109,7 @@ def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 
 
     pending = []
     for task in tasks:
-        if (Path(task[1]) / "done.json").is_file():
+        if plan_start(RunDir(task[1]), task[0], resume=True) == "done":  # refuses another config's run
             report(len(results) + 1, (Path(task[1]).name, "skipped (done)", None, 0.0))
         else:
             pending.append(task)
@@ -97,7 +117,7 @@ def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 
         for task in pending:
             report(len(results) + 1, _one(task))
     else:
-        pool = mp.get_context("spawn").Pool(min(jobs, len(pending)))
+        pool = worker_pool(min(jobs, len(pending)))
         try:
             for r in pool.imap_unordered(_one, pending):
                 report(len(results) + 1, r)

@@ -23,8 +23,10 @@ from .lr import lr_at, total_steps
 from .masking import random_masks
 from .methods import get_method
 from .models import build_model
+from .modelsize import check_model_size
 from .precision import Precision
 from .rundir import RunDir
+from .runstart import open_run, plan_start
 from .schedule import UpdateSchedule
 from .sparse_params import sparse_parameters
 from .sparse_training import SparseTraining
@@ -168,8 +170,9 @@ class _Recorder:
         loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
         self.reset()
         if not np.isfinite(loss_sum):
+            kept = "the last checkpoint is kept" if self.run.has_checkpoint else "no checkpoint was written yet"
             raise ValueError(f"{self.run.path}: training loss is {loss_sum / max(seen, 1)} by step {step} "
-                             f"(diverged; try a lower --lr); the last checkpoint is kept for --resume")
+                             f"(diverged; try a lower --lr); {kept}")
         if not self.setup.dist.is_main:
             return None
         test_loss, test_acc = evaluate(self.setup)
@@ -208,36 +211,54 @@ def restore(setup: Setup, state: dict) -> int:
     return int(state["epoch"])
 
 
+def restore_checkpoint(setup: Setup, run: RunDir) -> int:
+    """:func:`restore` from ``run``'s checkpoint; one ``ValueError`` naming the file if it does not fit."""
+    state = run.load_checkpoint(map_location=setup.device)
+    try:
+        return restore(setup, state)
+    except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{run.checkpoint}: checkpoint does not fit this run's model ({reason})") from None
+
+
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "cpu",
           progress: bool = True, stop_after_epoch: int | None = None, prefetch: int | None = None) -> dict:
     """Train ``cfg`` into the run folder ``out``; returns the ``done.json`` content (or, when stopped
     early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments; they train
-    one model with DDP (:mod:`sift_train.distributed`) and rank 0 alone writes ``out``. ``prefetch``:
-    batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)."""
+    one model with DDP (:mod:`sift_train.distributed`) and rank 0 alone opens, locks and writes ``out``.
+    ``prefetch``: batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)."""
     d = distributed.from_env(resolve_device(device).type)
+    dev = resolve_device(device, d.local_rank if d.enabled else None)
     run = RunDir(out)
-    if run.done:
-        if resume:
+    check_model_size(cfg, dev)  # before anything is allocated or written
+    if d.enabled:
+        plan_start(run, cfg, resume)  # reads only: every rank refuses a folder alike
+        distributed.barrier(d)
+    if not d.is_main:
+        start = distributed.broadcast_choice(d, None, START_STATES)
+        return run.read_done() if start == "done" else _train(cfg, run, start, dev, progress,
+                                                                  stop_after_epoch, prefetch, d)
+    with open_run(run, cfg, resume) as start:  # refuses foreign folders, holds the run's lock
+        distributed.broadcast_choice(d, start, START_STATES)
+        if start == "done":
             return run.read_done()
-        raise ValueError(f"{run.path}: run already finished (done.json); choose another --out")
-    if not run.is_empty() and not resume:
-        raise ValueError(f"{run.path}: folder exists and is not empty; pass --resume to continue it")
-    resuming = resume and run.has_checkpoint
-    if resuming:
-        saved = TrainConfig.from_dict(run.read_config()["config"]).to_dict()
-        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k != "data_dir")
-        if diff:
-            raise ValueError(f"{run.path}: --resume with a different config (fields {', '.join(diff)})")
-    distributed.barrier(d)  # every rank has looked at the folder before rank 0 writes to it
-    setup = build(cfg, resolve_device(device, d.local_rank if d.enabled else None))
+        return _train(cfg, run, start, dev, progress, stop_after_epoch, prefetch, d)
+
+
+START_STATES = ("fresh", "resume", "restart", "done")  # sift_train.runstart.plan_start
+
+
+def _train(cfg: TrainConfig, run: RunDir, start: str, device: torch.device, progress: bool,
+           stop_after_epoch: int | None, prefetch: int | None, d: distributed.Dist) -> dict:
+    setup = build(cfg, device)
     setup.dist = d
     check_split(cfg, len(setup.data.train.y), d.world_size)
     rec = _Recorder(setup, run)
     start_epoch = 0
-    if resuming:
-        start_epoch = restore(setup, run.load_checkpoint(map_location=setup.device))
+    if start == "resume":
+        start_epoch = restore_checkpoint(setup, run)
         if d.is_main:
             run.rewind(setup.sparse.step)
     elif d.is_main:
@@ -246,7 +267,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
         run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
         run.rewind(-1)
     distributed.sync_from_rank0(d, setup.sparse)
-    if not resuming:
+    if start != "resume":
         rec.record(0, "init", lr_at(cfg, 0, len(setup.batches)))
     if prefetch is None:
         prefetch = 2 if setup.device.type == "cuda" else 0
