@@ -170,9 +170,10 @@ class _Recorder:
         loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
         self.reset()
         if not np.isfinite(loss_sum):
-            kept = "the last checkpoint is kept" if self.run.has_checkpoint else "no checkpoint was written yet"
             raise ValueError(f"{self.run.path}: training loss is {loss_sum / max(seen, 1)} by step {step} "
-                             f"(diverged; try a lower --lr); {kept}")
+                             f"(diverged; try a lower --lr); "
+                             + ("the last checkpoint is kept for --resume" if self.run.has_checkpoint
+                                else "no checkpoint was written yet"))
         if not self.setup.dist.is_main:
             return None
         test_loss, test_acc = evaluate(self.setup)
