@@ -9,10 +9,12 @@ from .datasets import DATASETS
 from .distributions import DISTRIBUTIONS
 from .methods import METHODS
 from .models import MODELS
+from .precision import AMP_MODES
 from .schedule import ANNEALS
 from .widths import FAMILIES, VARIANTS, check_sparsity
 
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("step", "cosine")  # sift_train/lr.py
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: tuple[int, ...] = (60, 120, 160)
     lr_gamma: float = 0.2
+    # schedule length, LR shape and how a step is computed (sift_train/lr.py, precision.py, steps.py)
+    lr_schedule: str = "step"
+    warmup_epochs: float = 0.0
+    max_steps: int = 0  # 0: epochs * steps per epoch
+    accumulate: int = 1  # micro-batches per optimizer step (batch_size is the global batch of one step)
+    amp: str = "off"
     # bookkeeping
     seed: int = 0
     data_dir: str | None = None
@@ -67,12 +75,16 @@ class TrainConfig:
         for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("family", FAMILIES),
                               ("variant", VARIANTS), ("method", METHODS),
                               ("distribution", DISTRIBUTIONS), ("anneal", ANNEALS),
-                              ("optimizer", OPTIMIZERS)):
+                              ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                              ("amp", AMP_MODES)):
             _choice(name, getattr(self, name), allowed)
         check_sparsity(self.sparsity, "TrainConfig")
-        for name in ("epochs", "batch_size", "update_interval", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "update_interval", "eval_batch_size", "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"max_steps and warmup_epochs must be >= 0, got {self.max_steps}, "
+                             f"{self.warmup_epochs}")
         if self.snapshot_every < 0:
             raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if not 0.0 < self.end_fraction <= 1.0:
