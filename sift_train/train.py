@@ -3,7 +3,7 @@ and write the run folder (``docs/run-format.md``); resumes from the last epoch-e
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from .counts import active_count
 from .loader import DeviceLoader
 from .lr import lr_at, total_steps
 from .masking import random_masks
+from .method_setup import plan_method, scoring_data
 from .methods import get_method
 from .models import build_model
 from .modelsize import check_model_size
@@ -47,6 +48,7 @@ class Setup:
     device: torch.device
     precision: Precision
     dist: distributed.Dist = distributed.Dist()
+    extra: dict = field(default_factory=dict)  # method records for config.json (method_setup)
 
 
 def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
@@ -92,9 +94,11 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     schedule = UpdateSchedule.for_training(
         total_steps(cfg, len(batches)), cfg.end_fraction, interval=cfg.update_interval,
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
-    sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
-    return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device,
-                 Precision(cfg.amp, device))
+    plan = plan_method(cfg, model, get_method(cfg.method), masks, targets, schedule,
+                       total_steps(cfg, len(batches)), scoring_data(cfg, data, device), mask_gen)
+    sparse = plan.build(model, optimizer, mask_gen)
+    return Setup(cfg, data, model, optimizer, sparse, plan.mask_sparsity(mask_sparsity), batches, device,
+                 Precision(cfg.amp, device), extra=plan.extra)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -132,8 +136,9 @@ def evaluate(setup: Setup) -> tuple[float, float]:
 
 def snapshot_tensors(setup: Setup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     masks = setup.sparse.masking.masks
-    return {n: (masks[n].cpu().numpy(), p.detach().cpu().float().numpy())
-            for n, p in setup.sparse.masking.params.items()}
+    weights = getattr(setup.sparse, "snapshot_weights", None)  # Spartan: the soft-scaled weights
+    weights = weights() if weights else {n: p.detach() for n, p in setup.sparse.masking.params.items()}
+    return {n: (masks[n].cpu().numpy(), w.cpu().float().numpy()) for n, w in weights.items()}
 
 
 class _Recorder:
@@ -265,7 +270,7 @@ def _train(cfg: TrainConfig, run: RunDir, start: str, device: torch.device, prog
     elif d.is_main:
         run.create()
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
-        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
+        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets, extra=setup.extra)
         run.rewind(-1)
     distributed.sync_from_rank0(d, setup.sparse)
     if start != "resume":
