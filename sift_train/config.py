@@ -154,7 +154,8 @@ def _check_optimisation(cfg: TrainConfig) -> None:
              ("lr_gamma", cfg.lr_gamma, "a finite number > 0", lambda v: 0.0 < v < math.inf),
              ("momentum", cfg.momentum, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
              ("weight_decay", cfg.weight_decay, "a finite number >= 0", lambda v: 0.0 <= v < math.inf),
-             ("drop_fraction", cfg.drop_fraction, "in [0, 1]", lambda v: 0.0 <= v <= 1.0))
+             ("drop_fraction", cfg.drop_fraction, "in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+             ("warmup_epochs", cfg.warmup_epochs, "a finite number >= 0", lambda v: 0.0 <= v < math.inf))
     for name, value, rule, ok in rules:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
             raise ValueError(f"{name} must be {rule}, got {value!r}")
