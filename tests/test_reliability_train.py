@@ -39,7 +39,7 @@ def test_bad_optimizer_hyper_parameter_is_refused_before_anything_is_written(tmp
 
 
 def test_divergence_message_does_not_promise_a_checkpoint_that_does_not_exist(tmp_path):
-    cfg = _cfg(lr=1e6, momentum=0.0)
+    cfg = _cfg(lr=1e30, momentum=0.0)
     with pytest.raises(ValueError, match="training loss is nan.*no checkpoint was written yet"):
         train(cfg, tmp_path / "r", progress=False)
 
