@@ -150,6 +150,12 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
+def broadcast_choice(d: Dist, value: str | None, choices: tuple[str, ...]) -> str:
+    """Rank 0's ``value`` (one of ``choices``) on every rank."""
+    index = broadcast_float(d, None if value is None else float(choices.index(value)))
+    return choices[int(index)]
+
+
 def broadcast_float(d: Dist, value: float | None) -> float | None:
     """Rank 0's value (``None`` as NaN) on every rank."""
     if not d.enabled:

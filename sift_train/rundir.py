@@ -84,7 +84,9 @@ class RunDir:
 
     # ------------------------------------------------------------------ config
     def write_config(self, config: dict, mask_sparsity: dict[str, float],
-                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int]) -> None:
+                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int],
+                     extra: dict | None = None) -> None:
+        """``extra``: method records (e.g. ``granet``: nominal and searched sparsity) added at top level."""
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -94,15 +96,12 @@ class RunDir:
                                for n, shape in sparse_tensors.items()},
             "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
         }
         _write(self.path / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
 
     def read_config(self) -> dict:
-        file = self.path / "config.json"
-        try:
-            return json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{file}: cannot read the run's config ({exc})") from None
+        return _read_json(self.path / "config.json", "the run's config")
 
     # ------------------------------------------------------------------ metrics
     def append_metrics(self, row: dict) -> None:
@@ -178,11 +177,15 @@ class RunDir:
         _write(self.path / "done.json", (json.dumps(info) + "\n").encode())
 
     def read_done(self) -> dict:
-        file = self.path / "done.json"
-        try:
-            return json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{file}: cannot read the finished run's result ({exc})") from None
+        return _read_json(self.path / "done.json", "the finished run's result")
+
+
+def _read_json(file: Path, what: str) -> dict:
+    """``file`` parsed as JSON; ``ValueError`` naming the file and ``what`` it holds otherwise."""
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file}: cannot read {what} ({exc})") from None
 
 
 def _fmt(v) -> str:

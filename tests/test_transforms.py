@@ -1,5 +1,6 @@
 """The four Sparse-IFT transformations of one layer and their size rules (spec sparse-ift.md §1, §7.1)."""
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -122,6 +123,12 @@ def test_official_ranks_match_released_code(s, fac, dop):
 def test_paper_factorized_rank_is_exact_not_float_ceil():
     # 9*64*64 / (0.1 * (9*64 + 64)) = 576 exactly; the released code's float ceil gives 577
     assert factorized_rank(9 * 64, 64, 0.9, "paper") == 576
+
+
+@pytest.mark.parametrize("d_in, d_out, s", [(9 * 64, 128, 0.5), (9 * 64, 64, 0.75), (256, 256, 0.9), (30, 7, 0.6)])
+def test_paper_factorized_rank_is_the_nearest_integer_of_the_exact_value(d_in, d_out, s):
+    exact = Fraction(d_in * d_out, d_in + d_out) / (1 - Fraction(str(s)))
+    assert factorized_rank(d_in, d_out, s, "paper") == math.floor(exact + Fraction(1, 2))
 
 
 def test_width_and_branch_rules():
