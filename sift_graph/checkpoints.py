@@ -157,8 +157,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict | None]:
         raise ValueError(f"{path}: no such file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
+            try:
+                from safetensors.numpy import load_file
+            except ImportError:
+                raise ValueError(f"{path}: reading .safetensors needs the safetensors package "
+                                 f"(pip install 'sift[safetensors]')") from None
             return dict(load_file(str(path))), None
         import torch
 

@@ -43,10 +43,9 @@ def layer_row(name: str, mask: Any, weight: Any, *, convention: str, device: str
     """One tidy row: ``layer``, ``shape`` (e.g. ``"64x64x3x3"``), ``density`` (mask nonzeros / size),
     then every key of :func:`sift_graph.layer_metrics` on ``device`` (``reason`` last)."""
     m = check_mask(mask)
-    on_device = {} if device == "cpu" else {"device": device}
     return {"layer": name, "shape": "x".join(str(s) for s in m.shape),
             "density": float(np.count_nonzero(m)) / m.size,
-            **layer_metrics(m, weight, convention=convention, **on_device)}
+            **layer_metrics(m, weight, convention=convention, device=device)}
 
 
 def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") -> pd.DataFrame:

@@ -84,7 +84,9 @@ class RunDir:
 
     # ------------------------------------------------------------------ config
     def write_config(self, config: dict, mask_sparsity: dict[str, float],
-                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int]) -> None:
+                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int],
+                     extra: dict | None = None) -> None:
+        """``extra``: method records (e.g. ``granet``: nominal and searched sparsity) added at top level."""
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -94,6 +96,7 @@ class RunDir:
                                for n, shape in sparse_tensors.items()},
             "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
         }
         _write(self.path / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
 

@@ -99,7 +99,8 @@ def sparse_ift(model: nn.Module | Callable[[float], nn.Module], family: str, spa
             mark_sparse(layer)
         else:
             _replace(new, name, _member(layer, family, s, variant, rank, name))
-    if family not in ("dense", "wide") and any(isinstance(m, nn.TransformerEncoderLayer) for m in new.modules()):
+    replaced = family not in ("dense", "wide")
+    if replaced and any(isinstance(m, nn.TransformerEncoderLayer) for m in new.modules()):
         warnings.warn("sparse_ift: nn.TransformerEncoderLayer's fused inference path reads linear1.weight "
                       "directly; call torch.backends.mha.set_fastpath_enabled(False) before evaluating "
                       "the transformed model", stacklevel=2)
@@ -110,7 +111,7 @@ def sparse_ift(model: nn.Module | Callable[[float], nn.Module], family: str, spa
                          f"part is the dense first/last layers, every op without a sparse weight "
                          f"(attention products, weights used functionally such as "
                          f"nn.MultiheadAttention.in_proj_weight) and the low-rank terms") from None
-    if plan.rel_error > ISO_FLOP_RTOL and family not in ("dense",):
+    if plan.rel_error > ISO_FLOP_RTOL and family != "dense":
         warnings.warn(f"sparse_ift: FLOPs {plan.flops} vs dense {plan.dense_flops} (relative "
                       f"{plan.rel_error:.2e}): the cheapest sparse weight entry costs more than the gap",
                       stacklevel=2)
@@ -160,7 +161,8 @@ def select_layers(model: nn.Module, inputs: tuple,
     skipped = {}
     for name, module in model.named_modules():
         if isinstance(module, TRANSFORMABLE) and name not in run and (layers is None or name in names):
-            skipped[name] = f"{type(module).__name__} whose forward never runs (its parent uses the weight directly)"
+            skipped[name] = (f"{type(module).__name__} whose forward never runs (its parent uses the "
+                             f"weight directly)")
     selected = {}
     for name in names:
         if name not in run:
@@ -223,7 +225,10 @@ def attach_masks(model: nn.Module, active: dict[str, int], seed: int) -> None:
     masks = random_masks(shapes, {}, torch.Generator().manual_seed(seed), counts=active)
     for name, p in params.items():
         prefix, _, attr = name.rpartition(".")
-        mask = torch.empty(p.shape, dtype=torch.bool, device="meta") if p.is_meta else masks[name].to(p.device)
+        if p.is_meta:
+            mask = torch.empty(p.shape, dtype=torch.bool, device="meta")
+        else:
+            mask = masks[name].to(p.device)
         model.get_submodule(prefix).register_buffer(attr + MASK_SUFFIX, mask)
         with torch.no_grad():
             p.mul_(mask)

@@ -159,10 +159,11 @@ class SparseTraining:
             {n: grads.get(n) for n in self.masking.params},
             self.masking.masks,
             self.schedule.drop_fraction_at(self.step),
-            self.targets,
+            self.schedule.targets_at(self.step, self.targets),
             self.generator,
         )
         self.masking.set_masks(new, self.optimizer)
+        self.targets = {n: int(m.sum()) for n, m in new.items()}
         self.last_update_step = self.step
 
     @staticmethod
