@@ -134,3 +134,31 @@ def _spartan(cfg: TrainConfig, model: nn.Module, method: MaskMethod, masks: dict
     extra = {"spartan": {"density": density, "warmup_end": sched.warmup_end, "freeze_step": sched.freeze_step,
                          "beta_final": sched.beta_at(sched.freeze_step)}}
     return MethodPlan(method, dense, targets, schedule, extra, changed=False, factory=factory)
+
+
+def spartan_training(model: nn.Module, optimizer: torch.optim.Optimizer, sparsity: float | None = None,
+                     distribution: str = "erk", total_steps: int | None = None, update_every: int = 100,
+                     drop_fraction: float = 0.3, *, anneal: str = "cosine", end_fraction: float = 0.75,
+                     seed: int = 0, data=None) -> SpartanTraining:
+    """``SparseTraining(model, optimizer, method="spartan", ...)``: Spartan at density ``1 − sparsity``
+    (or the density of the model's ``<param>_mask`` buffers), global budget, default schedules (§1.5).
+    ``distribution``, ``drop_fraction``, ``anneal``, ``end_fraction`` and ``data`` do not apply."""
+    from .masking import read_masks
+
+    params = sparse_parameters(model)
+    if not params:
+        raise ValueError("SparseTraining: the model declares no sparse tensors; build it with "
+                         "sift_train.sparse_ift(...) or mark layers with sift_train.mark_sparse")
+    if total_steps is None or total_steps < 1:
+        raise ValueError(f"SparseTraining: method 'spartan' needs total_steps >= 1, got {total_steps!r}")
+    if sparsity is None:
+        try:
+            masks = read_masks(model)
+        except AttributeError:
+            raise ValueError("SparseTraining: the model's sparse tensors have no <param>_mask buffers; "
+                             "give sparsity=... for spartan") from None
+        density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    else:
+        density = 1.0 - float(sparsity)
+    return SpartanTraining(model, optimizer, params, SpartanSchedule(total=total_steps, density=density),
+                           record_every=update_every, generator=torch.Generator().manual_seed(seed))

@@ -42,7 +42,10 @@ class SparseTraining:
         Iso-FLOP masks) or :func:`sift_train.mark_sparse`.
     optimizer : torch.optim.Optimizer
         The optimizer over ``model``'s parameters; the loop calls only ``optimizer.step()``.
-    method : {"rigl", "set", "static"}
+    method : {"rigl", "set", "static", "granet", "snip", "grasp", "force", "synflow", "spartan"}
+        Pruning at init and GraNet set their own initial masks and schedule (``MaskMethod.prepare``);
+        ``"spartan"`` returns a :class:`sift_train.methods.spartan.SpartanTraining` (global budget,
+        density ``1 − sparsity``, snapshots every ``update_every`` steps).
     sparsity : float, optional
         ``None`` (default): keep the masks the model holds (``<param>_mask`` buffers, e.g. from
         ``sparse_ift``) and their active counts. A number: draw new random masks with this overall
@@ -56,10 +59,20 @@ class SparseTraining:
         RigL/SET schedule: ΔT, α₀ and its anneal (:class:`sift_train.schedule.UpdateSchedule`).
     seed : int
         Seed of the mask random generator (initial masks, SET growth).
+    data : ScoringData, optional
+        Scoring batches and input shape for ``snip``/``grasp``/``force``/``synflow``
+        (:class:`sift_train.methods.pruning_at_init.ScoringData`).
 
     ``state_dict()``/``load_state_dict()`` hold the step counter and the mask RNG; masks are buffers in
     ``model.state_dict()``. :meth:`remove` restores a plain model.
     """
+
+    def __new__(cls, model=None, optimizer=None, method: str = "rigl", *args, **kwargs):
+        if method == "spartan":
+            from .method_setup import spartan_training
+
+            return spartan_training(model, optimizer, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -75,6 +88,7 @@ class SparseTraining:
         anneal: str = "cosine",
         end_fraction: float = 0.75,
         seed: int = 0,
+        data=None,
     ):
         params = sparse_parameters(model)
         if not params:
@@ -100,6 +114,9 @@ class SparseTraining:
         schedule = UpdateSchedule.for_training(
             total_steps or 1, end_fraction, interval=update_every, drop_fraction=drop_fraction,
             anneal=anneal)
+        masks, targets, schedule = mask_method.prepare(model, masks, targets, schedule,
+                                                       total_steps=total_steps or 1, generator=generator,
+                                                       data=data)
         self._setup(model, optimizer, masks, targets, mask_method, schedule, generator)
 
     @classmethod

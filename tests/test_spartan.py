@@ -121,3 +121,27 @@ def test_spartan_run_folder_and_resume(tmp_path):
     last_a, last_b = ra.snapshots[-1].load(), rb.snapshots[-1].load()
     for name, (mask, weight) in last_b.items():
         assert (last_a[name][0] == mask).all() and (last_a[name][1] == weight).all()
+
+
+def test_sparse_training_constructor_selects_every_method_by_name():
+    from sift_train.methods import METHODS
+    from sift_train.methods.pruning_at_init import ScoringData
+    from sift_train.sparse_training import SparseTraining
+
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    totals = {}
+    for name in ["static", *sorted(set(METHODS) - {"static"})]:
+        torch.manual_seed(0)
+        net = nn.Sequential(mark_sparse(nn.Linear(6, 20)), nn.ReLU(), mark_sparse(nn.Linear(20, 3)))
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        sparse = SparseTraining(net, opt, method=name, sparsity=0.75, total_steps=12, update_every=3,
+                                data=ScoringData(lambda: iter([(x, y)] * 20), (6,)))
+        for _ in range(12):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        totals[name] = sum(sparse.masking.active_counts().values())
+        # ERK counts of static (floor per tensor) for mask methods; Spartan: floor(0.25 · 180) globally
+        expected = 45 if name == "spartan" else totals["static"]
+        assert totals[name] == expected or (name == "granet" and totals[name] < 180 * 0.5), name
+        assert isinstance(sparse, SpartanTraining) == (name == "spartan")
