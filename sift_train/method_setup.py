@@ -11,6 +11,7 @@ from torch import nn
 
 from .accounting import count_layers, trace
 from .config import TrainConfig
+from .counts import count_at_density
 from .data import Batches, Dataset, prepare
 from .datasets import dataset_info
 from .masking import random_masks
@@ -108,7 +109,7 @@ def _granet(cfg: TrainConfig, model: nn.Module, method: MaskMethod, schedule: Up
                   training_flops=training_flops(shapes, base), dense_training_flops=total * dense_step,
                   prune_events=[t for t in range(1, total) if base.is_prune_step(t)])
     shapes_by_name = {n: tuple(p.shape) for n, p in params.items()}
-    counts = {n: int(c) for n, c in zip(shapes_by_name, [int(cfg.init_density * k + 1e-9) for _, k in numels])}
+    counts = {n: int(c) for n, c in zip(shapes_by_name, [count_at_density(k, cfg.init_density) for _, k in numels])}
     masks = random_masks(shapes_by_name, {n: 1.0 - cfg.init_density for n in shapes_by_name}, generator,
                          exact=True, counts=counts)
     return MethodPlan(method, masks, counts, base, {"granet": record})

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .counts import count_at_density
+
 ANNEALS = ("cosine", "constant")
 
 
@@ -131,7 +133,7 @@ class GraNetSchedule:
 
     def count_at(self, t: int) -> int:
         """Total active entries after the pruning at ``t``: ``floor(N d(t))`` (sift's exact count)."""
-        return int(math.floor(self.total_entries * self.density_at(t) + 1e-9))
+        return count_at_density(self.total_entries, self.density_at(t))
 
     def targets_at(self, t: int, targets: dict[str, int]) -> dict[str, int]:
         """Targets at an update step: at a pruning step the uniform split of :meth:`count_at` (GraNet

@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .counts import active_count
 from .distributions import distribute
-from .masking import Masking, active_count, random_masks, read_masks
+from .masking import Masking, random_masks, read_masks
 from .methods import MaskMethod, get_method
 from .schedule import UpdateSchedule
 from .sparse_params import sparse_parameters

@@ -57,8 +57,8 @@ def test_rigl_grows_where_the_update_steps_own_dense_gradient_is_largest():
     mask[:, :4] = True
     opt = torch.optim.SGD(layer.parameters(), lr=0.0)
     schedule = UpdateSchedule(end=100, interval=1, drop_fraction=0.5, anneal="constant")
-    sparse = SparseTraining.from_parts(layer, opt, {"weight": mask}, {"weight": 8}, get_method("rigl"), schedule,
-                                       torch.Generator().manual_seed(0))
+    sparse = SparseTraining.from_parts(layer, opt, {"weight": mask}, {"weight": 8}, get_method("rigl"),
+                                       schedule, torch.Generator().manual_seed(0))
     layer(torch.tensor([[0.0, 0, 0, 0, 1, 2, 3, 4]])).sum().backward()
     opt.step()
     assert sparse.last_update_step == 1

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from ..counts import count_at_density
 from .base import MaskMethod, grow_top
 from .pruning_at_init import global_topk
 
@@ -76,7 +77,7 @@ class GraNet(MaskMethod):
                                prune_end=int(self.prune_end_fraction * total_steps),
                                init_density=self.init_density, interval=schedule.interval,
                                regen_end=regen_end, drop_fraction=schedule.drop_fraction, numels=numels)
-        counts = {n: int(self.init_density * k + 1e-9) for n, k in numels}
+        counts = {n: count_at_density(k, self.init_density) for n, k in numels}
         shapes = {n: tuple(m.shape) for n, m in masks.items()}
         new = random_masks(shapes, {n: 1.0 - self.init_density for n in shapes}, generator, counts=counts)
         return new, counts, sched

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..counts import count_at_density
 from ..distributions import erk
 from ..masking import MASK_SUFFIX
 from .base import MaskMethod
@@ -153,7 +154,7 @@ class SpartanTraining:
             module.forward = self._forward(name, module)
         shapes = {n: tuple(lay.hard.shape) for n, lay in self.layers.items()}
         self.fractions = erk(shapes, 1 - schedule.density) if budget == "erk" else None
-        self.targets = {n: int(math.floor(p.numel() * schedule.density + 1e-9)) for n, p in params.items()}
+        self.targets = {n: count_at_density(p.numel(), schedule.density) for n, p in params.items()}
         self.masking = self  # the loop reads .masking.masks / .params / .active_counts()
         optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step())
 
