@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig, make_config
+from .datasets import DATASETS
+
+# the project default: MNIST-1D once it is registered, the bundled digits until then
+DEFAULT_DATASET = "mnist1d" if "mnist1d" in DATASETS else "digits"
 from .outdir import prepare_folder
 from .rundir import RunDir
 from .runstart import plan_start
@@ -34,6 +38,16 @@ SWEEPS: dict[str, SweepPreset] = {
         methods=("static", "set", "rigl"),
         base=dict(preset="digits", dataset="digits", model="cnn", epochs=10, update_interval=10,
                   milestones=(6, 9), seed=0),
+    ),
+    # Sparse-IFT Table 2 (sparse-ift.md §7): Sparse Wide trained by every method of the table, MLP on
+    # the default dataset. GraNet starts at density 0.5 (GraNet's CIFAR script) and prunes during the
+    # first 25 % of steps, so its Iso-FLOP search (methods.md §2.6) is feasible at s = 0.9 too.
+    "table2": SweepPreset(
+        families=("wide",),
+        sparsities=(0.5, 0.75, 0.9),
+        methods=("static", "snip", "grasp", "force", "set", "rigl", "granet"),
+        base=dict(dataset=DEFAULT_DATASET, model="mlp", epochs=10, update_interval=10, milestones=(6, 9),
+                  init_density=0.5, prune_end_fraction=0.25, seed=0),
     ),
 }
 

@@ -80,7 +80,9 @@ def test_one_atomic_writer_in_the_code_base():
     for source in [*ROOT.glob("sift_graph/**/*.py"), *ROOT.glob("sift_train/**/*.py")]:
         if source.name == "files.py" and source.parent.name == "sift_graph":
             continue
-        if re.search(r"\bmkstemp\(|\bmktemp\(|TemporaryFile\(", source.read_text()):
+        if source.relative_to(ROOT).as_posix() == "sift_train/runlock.py":
+            continue  # renames a stale lock file aside to take it over; writes no file content that way
+        if re.search(r"\bmkstemp\(|\bmktemp\(|TemporaryFile\(|\bos\.replace\(|\bos\.rename\(", source.read_text()):
             writers.append(source.relative_to(ROOT).as_posix())
     assert writers == []
 

@@ -65,7 +65,7 @@ def test_cli_missing_data_dir_is_one_clear_error(tmp_path, capsys):
 
 def test_cli_rejects_unknown_method():
     with pytest.raises(SystemExit):
-        main(["train", "--method", "granet", "--out", "x"])
+        main(["train", "--method", "nosuchmethod", "--out", "x"])
 
 
 def test_sweep_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch, capsys):
