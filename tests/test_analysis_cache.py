@@ -72,7 +72,7 @@ def package_copy(tmp_path):
 
 @pytest.mark.parametrize("module, changes_key", [
     ("hoang2023a.py", True), ("spectral.py", True), ("runs.py", True), ("model.py", True),
-    ("plots.py", False), ("pipeline.py", False), ("cli_analyze.py", False),
+    ("plots.py", False), ("pipeline.py", False), ("cli_analyze.py", False), ("cli_metrics.py", False),
 ])
 def test_metric_code_id_changes_with_the_metric_code_only(package_copy, module, changes_key):
     before = cache.code_id(package_copy)

@@ -31,7 +31,7 @@ RACY_NS = 2_000_000_000
 #: Modules of ``sift_graph`` that neither compute nor decode metric values: left out of
 #: :func:`metric_code_id` (everything else, including modules added later, is in it).
 NOT_METRIC_CODE = ("__init__.py", "__main__.py", "files.py", "version.py", "plots.py",
-                   "pipeline.py", "cli_analyze.py")
+                   "pipeline.py", "cli_analyze.py", "cli_metrics.py", "checkpoints.py")
 
 
 def code_id(package: Path) -> str:
