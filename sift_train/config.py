@@ -91,20 +91,25 @@ class TrainConfig:
 # CPU-sized recipe for the bundled 8x8 digits (1,437 training images -> 23 steps per epoch at batch 64).
 PRESETS: dict[str, dict] = {
     "cifar": {},
+    # MNIST-1D (4,000 training signals -> 63 steps per epoch at batch 64); see docs/training.md.
+    "mnist1d": dict(model="mlp", dataset="mnist1d", epochs=20, batch_size=64, lr=0.05,
+                    milestones=(10, 15), update_interval=25, eval_batch_size=1000),
     "digits": dict(model="cnn", dataset="digits", epochs=30, batch_size=64, lr=0.05,
                    milestones=(15, 25), update_interval=20, eval_batch_size=2000),
 }
 
 
 def preset_for(dataset: str) -> str:
-    return "cifar" if dataset.startswith("cifar") else "digits"
+    if dataset.startswith("cifar"):
+        return "cifar"
+    return "mnist1d" if dataset == "mnist1d" else "digits"
 
 
 def make_config(preset: str | None = None, **overrides) -> TrainConfig:
     """``TrainConfig`` from a preset (default: by dataset) and explicit overrides (``None`` = unset)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     dataset = overrides.get("dataset")
-    name = preset or preset_for(dataset or PRESETS["digits"]["dataset"])
+    name = preset or preset_for(dataset or PRESETS["mnist1d"]["dataset"])
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return replace(TrainConfig(), **{**PRESETS[name], "preset": name, **overrides})

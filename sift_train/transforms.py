@@ -85,15 +85,17 @@ class Doped(nn.Module):
 
 
 def check_layer(layer: nn.Module, where: str = "layer") -> nn.Module:
-    """Raise ``ValueError`` naming ``where`` unless ``layer`` is an ``nn.Linear`` or ungrouped ``nn.Conv2d``."""
+    """Raise ``ValueError`` naming ``where`` unless ``layer`` is an ``nn.Linear`` or an ungrouped
+    ``nn.Conv1d`` / ``nn.Conv2d``."""
     if isinstance(layer, nn.Linear):
         return layer
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         if layer.groups != 1:
-            raise ValueError(f"{where}: grouped Conv2d (groups={layer.groups}) cannot be transformed")
+            raise ValueError(f"{where}: grouped {type(layer).__name__} (groups={layer.groups}) "
+                             f"cannot be transformed")
         return layer
     raise ValueError(
-        f"{where}: {type(layer).__name__} cannot be transformed; supported: nn.Linear, nn.Conv2d"
+        f"{where}: {type(layer).__name__} cannot be transformed; supported: nn.Linear, nn.Conv1d, nn.Conv2d"
     )
 
 
@@ -109,9 +111,10 @@ def _like(layer: nn.Linear | nn.Conv2d, d_in: int, d_out: int, *, pointwise: boo
     kw = {"device": layer.weight.device, "dtype": layer.weight.dtype, "bias": bias}
     if isinstance(layer, nn.Linear):
         return nn.Linear(d_in, d_out, **kw)
+    conv = type(layer)
     if pointwise:
-        return nn.Conv2d(d_in, d_out, 1, **kw)
-    return nn.Conv2d(d_in, d_out, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+        return conv(d_in, d_out, 1, **kw)
+    return conv(d_in, d_out, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
                      padding_mode=layer.padding_mode, **kw)
 
 
@@ -197,7 +200,7 @@ def _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out) -> 
         rank = factorized_rank(fan_in(layer), d_out, s, variant)
         U = mark_sparse(_like(layer, d_in, rank, bias=False))
         V = mark_sparse(_like(layer, rank, d_out, pointwise=True))
-        bn = nn.BatchNorm1d if isinstance(layer, nn.Linear) else nn.BatchNorm2d
+        bn = nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
         mid = nn.Sequential(OrderedDict(bn=bn(rank), relu=nn.ReLU(inplace=True)))
         return _unit(Factorized(U, mid, V), layer, norm)
 
