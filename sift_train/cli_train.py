@@ -18,7 +18,7 @@ def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 60,120,160, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 60,120,160, got {text!r}")
 
 
 def _bool(text: str) -> bool:
@@ -70,6 +70,12 @@ def register(sub) -> None:
     g = p.add_argument_group("recording")
     g.add_argument("--snapshot-every", type=int, metavar="STEPS",
                    help="also snapshot every N steps (default 0: epoch ends and mask updates only)")
+    g.add_argument("--snapshot-at", type=_milestones, metavar="S1,S2,...", help="also snapshot at these steps")
+    g.add_argument("--snapshot-log", type=int, metavar="N", help="also snapshot at N log-spaced steps")
+    g.add_argument("--snapshot-updates", type=_bool, metavar="BOOL",
+                   help="snapshot just before every mask update (default true; the masks chosen by "
+                        "every update are kept in masks/ either way)")
+    g.add_argument("--snapshot-epochs", type=_bool, metavar="BOOL", help="snapshot at every epoch end (true)")
     g.add_argument("--eval-batch-size", type=int)
     p.set_defaults(func=_train)
 

@@ -55,7 +55,12 @@ class TrainConfig:
     # bookkeeping
     seed: int = 0
     data_dir: str | None = None
-    snapshot_every: int = 0  # 0: snapshot at every epoch end and every mask update; N: also every N steps
+    # snapshot schedule (sift_train.snapshots): init and final always
+    snapshot_every: int = 0  # N > 0: also every N steps
+    snapshot_at: tuple[int, ...] = ()  # also at these steps
+    snapshot_log: int = 0  # also at this many log-spaced steps
+    snapshot_updates: bool = True  # just before every mask update
+    snapshot_epochs: bool = True  # at every epoch end
     eval_batch_size: int = 1000
     preset: str = "cifar"
 
@@ -70,15 +75,18 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "update_interval", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.snapshot_every < 0:
-            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        for name in ("snapshot_every", "snapshot_log"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.end_fraction <= 1.0:
             raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "snapshot_at", tuple(sorted({int(m) for m in self.snapshot_at})))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        d["snapshot_at"] = list(self.snapshot_at)
         return d
 
     @classmethod

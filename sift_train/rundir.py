@@ -53,8 +53,10 @@ def versions() -> dict[str, str]:
 
 
 def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str,
-                    tensors: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """npz bytes of one snapshot: ``meta`` JSON and per tensor ``shape``, packed ``mask``, ``values``."""
+                    tensors: dict[str, tuple[np.ndarray, np.ndarray]],
+                    dense: dict[str, np.ndarray] | None = None) -> bytes:
+    """npz bytes of one snapshot: ``meta`` JSON, per sparse tensor ``shape``, packed ``mask``,
+    ``values``; per dense weight (``dense``) ``shape`` and all ``values``."""
     if reason not in REASONS:
         raise ValueError(f"unknown snapshot reason {reason!r}; expected one of {REASONS}")
     arrays: dict[str, np.ndarray] = {}
@@ -63,9 +65,13 @@ def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str
         arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
         arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
         arrays[f"{name}/values"] = np.asarray(weight, dtype=np.float32).reshape(-1)[mask.reshape(-1)]
+    dense = dense or {}
+    for name, weight in dense.items():
+        arrays[f"{name}/shape"] = np.asarray(np.shape(weight), dtype=np.int64)
+        arrays[f"{name}/values"] = np.asarray(weight, dtype=np.float32).reshape(-1)
     meta = {"step": int(step), "epoch": float(epoch),
             "test_acc": None if test_acc is None else float(test_acc),
-            "reason": reason, "tensors": list(tensors)}
+            "reason": reason, "tensors": list(tensors), "dense_tensors": list(dense)}
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -78,6 +84,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.snapshots = self.path / "snapshots"
+        self.masks = self.path / "masks"
         self.checkpoint = self.path / "checkpoint" / "last.pt"
         self._rows: list[dict] = []
 
@@ -95,6 +102,7 @@ class RunDir:
 
     def create(self) -> None:
         self.snapshots.mkdir(parents=True, exist_ok=True)
+        self.masks.mkdir(parents=True, exist_ok=True)
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ config
@@ -140,9 +148,25 @@ class RunDir:
 
     # ------------------------------------------------------------------ snapshots
     def write_snapshot(self, step: int, epoch: float, test_acc: float | None, reason: str,
-                       tensors: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+                       tensors: dict[str, tuple[np.ndarray, np.ndarray]],
+                       dense: dict[str, np.ndarray] | None = None) -> Path:
         path = self.snapshots / f"step_{step:08d}.npz"
-        atomic_write_bytes(path, encode_snapshot(step, epoch, test_acc, reason, tensors))
+        atomic_write_bytes(path, encode_snapshot(step, epoch, test_acc, reason, tensors, dense))
+        return path
+
+    def write_masks(self, step: int, masks: dict[str, np.ndarray]) -> Path:
+        """``masks/step_XXXXXXXX.npz``: the masks chosen by the update at ``step``, bit-packed
+        (``<name>/shape``, ``<name>/mask`` as in snapshots; no weights)."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, mask in masks.items():
+            mask = np.asarray(mask, dtype=bool)
+            arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
+            arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        self.masks.mkdir(parents=True, exist_ok=True)
+        path = self.masks / f"step_{step:08d}.npz"
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     # ------------------------------------------------------------------ resume
@@ -166,7 +190,7 @@ class RunDir:
             with file.open(newline="") as f:
                 self._rows = [{c: r.get(c) for c in METRICS_COLUMNS}
                               for r in csv.DictReader(f) if int(r["step"]) <= step]
-        for snap in self.snapshots.glob("step_*.npz"):
+        for snap in [*self.snapshots.glob("step_*.npz"), *self.masks.glob("step_*.npz")]:
             if int(snap.stem.split("_")[1]) > step:
                 snap.unlink()
         if file.is_file():

@@ -8,6 +8,8 @@ state at zero. The training loop needs nothing but ``optimizer.step()``.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -41,6 +43,8 @@ class SparseTraining:
         self.targets = {n: int(targets[n]) for n in self.masking.params}
         self.step = 0
         self.last_update_step: int | None = None
+        # called with the step number just before a mask update, while W ⊙ M is still the trained graph
+        self.before_update: Callable[[int], None] | None = None
         self._dense_grads: dict[str, torch.Tensor | None] = {}
         self.masking.attach(optimizer, before_mask=self._before_mask, after_step=self._after_step)
 
@@ -58,6 +62,8 @@ class SparseTraining:
         self.step += 1
         if not self._update_due(self.step):
             return
+        if self.before_update is not None:
+            self.before_update(self.step)
         masks = self.masking.masks
         new = self.method.update_masks(
             {n: p.detach() for n, p in self.masking.params.items()},

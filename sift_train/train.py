@@ -21,6 +21,7 @@ from .methods import get_method
 from .models import build_model
 from .rundir import RunDir
 from .schedule import UpdateSchedule
+from .snapshots import dense_weights, scheduled_steps
 from .sparse_params import sparse_parameters
 from .sparse_training import SparseTraining
 
@@ -135,6 +136,11 @@ def snapshot_tensors(setup: Setup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for n, p in setup.sparse.masking.params.items()}
 
 
+def snapshot_dense(setup: Setup) -> dict[str, np.ndarray]:
+    """Every dense Linear/Conv weight (stem, classifier, Doped's paper-variant U/V)."""
+    return {n: p.detach().cpu().float().numpy() for n, p in dense_weights(setup.model).items()}
+
+
 class _Recorder:
     """Metrics rows and snapshots of one run (running training means since the previous row)."""
 
@@ -143,6 +149,8 @@ class _Recorder:
         self.steps_per_epoch = len(setup.batches)
         self.info = dataset_info(setup.cfg.dataset)
         self._flops: tuple[tuple[int, ...], int] | None = None
+        self.last_step: int | None = None  # step of the last row recorded
+        self.lr = setup.cfg.lr
         self.reset()
 
     def reset(self):
@@ -170,9 +178,16 @@ class _Recorder:
             "train_acc": self.correct / self.seen if self.seen else None,
             "test_loss": test_loss, "test_acc": test_acc, "lr": lr, "flops": self.flops()})
         self.reset()
+        self.last_step = step
         if reason is not None:
-            self.run.write_snapshot(step, epoch, test_acc, reason, snapshot_tensors(self.setup))
+            self.run.write_snapshot(step, epoch, test_acc, reason, snapshot_tensors(self.setup),
+                                    snapshot_dense(self.setup))
         return test_acc
+
+    def before_update(self, step: int) -> None:
+        """Snapshot hook of :class:`SparseTraining`: the trained graph, just before its mask update."""
+        if self.setup.cfg.snapshot_updates:
+            self.record(step, "mask_update", self.lr)
 
 
 def checkpoint_state(setup: Setup, epoch: int) -> dict:
@@ -232,9 +247,11 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
     bar = tqdm(total=spe * cfg.epochs, initial=sparse.step, disable=not progress, unit="step",
                desc=Path(run.path).name, leave=False, dynamic_ncols=True)
     test_acc = run.last_test_acc()
+    extra = scheduled_steps(spe * cfg.epochs, cfg.snapshot_every, cfg.snapshot_at, cfg.snapshot_log)
+    sparse.before_update = rec.before_update
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
-        lr = lr_at_epoch(cfg, epoch)
+        lr = rec.lr = lr_at_epoch(cfg, epoch)
         for group in opt.param_groups:
             group["lr"] = lr
         for x, y, gen in setup.batches.epoch(epoch):
@@ -255,16 +272,20 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
             bar.update(1)
             bar.set_postfix(loss=f"{rec.loss_sum / rec.seen:.3f}", acc=f"{rec.correct / rec.seen:.3f}",
                             test=f"{test_acc:.3f}" if test_acc is not None else "-", refresh=False)
-            if step % spe == 0:
-                continue  # epoch end: recorded below
             if sparse.last_update_step == step:
-                test_acc = rec.record(step, "mask_update", lr)
-            elif cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                run.write_masks(step, {n: m.cpu().numpy() for n, m in sparse.masking.masks.items()})
+                if rec.last_step == step:
+                    test_acc = run.last_test_acc()
+            if step % spe == 0 or rec.last_step == step:
+                continue  # epoch end: recorded below
+            if step in extra:
                 test_acc = rec.record(step, "every", lr)
         step = sparse.step
         last = epoch + 1 == cfg.epochs
-        reason = "final" if last else "mask_update" if sparse.last_update_step == step else "epoch_end"
-        test_acc = rec.record(step, reason, lr_at_epoch(cfg, epoch + 1))
+        if rec.last_step != step:  # not already recorded just before a mask update at this step
+            reason = ("final" if last else "epoch_end" if cfg.snapshot_epochs
+                      else "every" if step in extra else None)
+            test_acc = rec.record(step, reason, lr_at_epoch(cfg, epoch + 1))
         run.save_checkpoint(checkpoint_state(setup, epoch + 1))
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
             bar.close()
