@@ -23,6 +23,7 @@ from .cache import SnapshotCache, atomic_write_text
 from .layer import CONVENTIONS
 from .model import aggregate_layers, layer_row
 from .runs import Run, RunFormatError, Snapshot, load_run
+from .stats import write_statistics
 
 # The layer-mean metrics of each convention (specs/metrics.md §9.1) plotted as trajectories.
 MAIN_METRICS = {
@@ -233,6 +234,8 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
     analysis.summary = pd.DataFrame(summary_rows)
     atomic_write_text(out / "layers.csv", analysis.layers.to_csv(index=False))
     atomic_write_text(out / "summary.csv", analysis.summary.to_csv(index=False))
+    if not analysis.summary.empty:
+        write_statistics(analysis.summary, out)  # groups.csv, comparisons.csv (seed statistics)
     if figures and not analysis.summary.empty:
         write_figures(analysis, convention, fmt, layer_metric)
     return analysis
