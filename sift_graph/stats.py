@@ -136,3 +136,26 @@ def write_statistics(summary: pd.DataFrame, out: str | Path, level: float = 0.95
     atomic_write_text(paths["groups"], group_table(summary, level).to_csv(index=False))
     atomic_write_text(paths["comparisons"], comparison_table(summary, level=level).to_csv(index=False))
     return paths
+
+
+def spearman_ci(x, y, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Spearman ρ of the finite pairs ``(x, y)`` and its percentile bootstrap CI (pairs resampled
+    ``n_boot`` times with a fixed ``seed``; resamples with a constant side are dropped)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = len(x)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"rho": math.nan, "n": n, "ci_low": math.nan, "ci_high": math.nan}
+    rho = float(sps.spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    rx = np.apply_along_axis(sps.rankdata, 1, x[idx])
+    ry = np.apply_along_axis(sps.rankdata, 1, y[idx])
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    keep = den > 0
+    boots = (rx * ry).sum(axis=1)[keep] / den[keep]
+    lo, hi = np.quantile(boots, [0.5 - level / 2, 0.5 + level / 2])
+    return {"rho": rho, "n": n, "ci_low": float(lo), "ci_high": float(hi)}

@@ -79,3 +79,19 @@ def test_comparisons_are_paired_by_seed():
     lo, hi = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
     assert (r["diff_mean"], r["ci_low"], r["ci_high"]) == pytest.approx((d.mean(), lo, hi))
     assert bool(r["resolved"]) == (hi < 0 or lo > 0)
+
+
+def test_spearman_ci_rho_matches_scipy_and_the_interval_brackets_it():
+    from sift_graph.stats import spearman_ci
+
+    rng = np.random.default_rng(0)
+    x = rng.random(30)
+    y = x + 0.3 * rng.random(30)
+    got = spearman_ci(x, y, n_boot=500)
+    assert got["rho"] == pytest.approx(stats.spearmanr(x, y).statistic, rel=1e-12) and got["n"] == 30
+    assert got["ci_low"] <= got["rho"] <= got["ci_high"] and got["ci_low"] > 0
+    # the bootstrap of a single resample equals scipy's ρ on that resample
+    idx = np.random.default_rng(5).integers(0, 30, 30)
+    one = spearman_ci(x[idx], y[idx], n_boot=10)
+    assert one["rho"] == pytest.approx(stats.spearmanr(x[idx], y[idx]).statistic)
+    assert math.isnan(spearman_ci([1, 2], [3, 4])["rho"])
