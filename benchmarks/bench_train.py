@@ -17,7 +17,8 @@ import time
 import torch
 from torch import nn
 
-from sift_train.masking import active_count, random_masks
+from sift_train.counts import active_count
+from sift_train.masking import random_masks
 from sift_train.methods import get_method
 from sift_train.models import build_model
 from sift_train.schedule import UpdateSchedule

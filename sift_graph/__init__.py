@@ -1,5 +1,5 @@
 """sift_graph: exact, fast Ramanujan-graph metrics of sparse layers (docs/metrics.md)."""
-__version__ = "0.1.0"
+from .version import __version__
 
 from .bipartite import biadjacency, node_labels, to_networkx
 from .layer import CONVENTIONS, layer_metrics

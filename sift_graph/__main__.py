@@ -1,56 +1,58 @@
-"""python -m sift_graph analyze PATH [PATH ...]: metrics, tables and figures for run folders.
+"""python -m sift_graph COMMAND: the sift_graph command line (``docs/analyze.md``).
 
-Exit status: 0 if everything was analysed, 1 if a run or snapshot was skipped (each reported on one
-line), 2 for a usage error (nonexistent path, no runs found, unknown option).
+Exit status, for every command: 0 everything done; 1 some inputs were skipped (each reported on one
+``skipped:`` line); 2 usage error (bad option, nonexistent path, no runs found, unusable output
+folder); 3 sift itself failed (a bug: one line naming the traceback file; ``--debug`` prints it).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 
-from .pipeline import CONVENTIONS, run_analysis
+from . import cli_analyze
+from .analysis.options import UsageError
+
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+COMMANDS = (cli_analyze,)
 
 
-def _analyze(args) -> int:
-    result = run_analysis(args.paths, out=args.out, jobs=args.jobs, convention=args.convention,
-                          invalid=args.invalid, figures=not args.no_figures, fmt=args.format,
-                          layer_metric=args.layer_metric, progress=not args.quiet)
-    for problem in result.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    runs = result.summary["run"].nunique() if "run" in result.summary else 0
-    print(f"{runs} runs, {len(result.summary)} snapshots ({result.computed} computed, "
-          f"{result.cached} cached), {len(result.problems)} skipped -> {result.out}")
-    return 1 if result.problems else 0
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sift_graph", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="on a crash of sift, print the traceback instead of writing it to a file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub, [common])
+    return parser
+
+
+def _report_crash(exc: BaseException, debug: bool) -> None:
+    where = "above"
+    if debug:
+        traceback.print_exc()
+    else:
+        with tempfile.NamedTemporaryFile("w", prefix="sift-crash-", suffix=".txt", delete=False) as f:
+            traceback.print_exc(file=f)
+        where = f"in {f.name}"
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    print(f"error: sift crashed ({type(exc).__name__}: {message}); traceback {where}; "
+          "please report it", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sift_graph", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("analyze", help="Ramanujan metrics of every snapshot of every run under PATH")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="run folder(s) or folder(s) of runs")
-    p.add_argument("--out", help="output folder (default: <first PATH>/sift-analysis)")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--format", default="png", choices=("png", "svg", "pdf"), help="figure format")
-    p.add_argument("--convention", default="hoang2023a", choices=CONVENTIONS,
-                   help="metric convention (specs/metrics.md §9.1)")
-    p.add_argument("--invalid", default="skip", choices=("skip", "zero"),
-                   help="layer mean over valid layers only (skip) or with invalid layers as 0 (zero)")
-    p.add_argument("--layer-metric", default=None,
-                   help="metric of the per-layer heatmaps (default: delta_r_imdb; imdb for hoang2023b)")
-    p.add_argument("--no-figures", action="store_true", help="write the tables only")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_analyze)
-    args = parser.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        parser.error("--jobs must be >= 1")
+    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (ValueError, OSError) as exc:
+        return args.run(args)
+    except (UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - everything else is a bug of sift: exit 3, not a traceback
+        _report_crash(exc, args.debug)
+        return EXIT_CRASH
 
 
 if __name__ == "__main__":

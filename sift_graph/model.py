@@ -57,13 +57,14 @@ def _normalise(layers: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def layer_row(name: str, mask: Any, weight: Any, *, convention: str) -> dict:
+def layer_row(name: str, mask: Any, weight: Any, *, convention: str, device: str = "cpu") -> dict:
     """One tidy row: ``layer``, ``shape`` (e.g. ``"64x64x3x3"``), ``density`` (mask nonzeros / size),
-    then every key of :func:`sift_graph.layer_metrics` (``reason`` last)."""
+    then every key of :func:`sift_graph.layer_metrics` on ``device`` (``reason`` last)."""
     m = check_mask(mask)
+    on_device = {} if device == "cpu" else {"device": device}
     return {"layer": name, "shape": "x".join(str(s) for s in m.shape),
             "density": float(np.count_nonzero(m)) / m.size,
-            **layer_metrics(m, weight, convention=convention)}
+            **layer_metrics(m, weight, convention=convention, **on_device)}
 
 
 def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") -> pd.DataFrame:

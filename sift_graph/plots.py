@@ -1,6 +1,6 @@
 """Figures from the analysis tables: Pareto-curvature heatmap, trajectories, per-layer heatmap.
 
-Every function takes a DataFrame (``summary.csv`` / ``layers.csv`` columns, ``docs/analyze.md``) and
+Every figure function takes a DataFrame (``summary.csv`` / ``layers.csv`` columns, ``docs/analyze.md``) and
 returns a new matplotlib ``Figure`` (object-oriented API, no pyplot state, nothing shown);
 :func:`save` writes one atomically.
 The heatmap follows ``specs/metrics.md`` §7 / §9.5.
@@ -8,6 +8,7 @@ The heatmap follows ``specs/metrics.md`` §7 / §9.5.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
-from .cache import atomic_write_bytes
+from .files import atomic_write_bytes
 
 ACC_LABEL = "Test accuracy (%)"
 SYMBOLS = {
@@ -85,34 +86,58 @@ def interpolate_grid(x, y, z, n: int = 100):
     return xi, yi, zi
 
 
+@dataclass(frozen=True)
+class HeatmapSurface:
+    """What a Pareto heatmap draws: the points (z scaled) and the interpolated grid, or why there is
+    none (``problem``, empty when the surface exists)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    problem: str
+
+
+def heatmap_surface(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lambda_imsg",
+                    z: str = "test_acc", *, z_scale: float = 100.0, n: int = 100) -> HeatmapSurface:
+    """The rows of ``summary`` defining x, y and z, and their :func:`interpolate_grid` surface."""
+    data = summary[[x, y, z]].astype(float).dropna()
+    px, py, pz = data[x].to_numpy(), data[y].to_numpy(), data[z].to_numpy() * z_scale
+    if len(pz) == 0:
+        return HeatmapSurface(px, py, pz, None, f"no snapshot with {x}, {y} and {z} defined; {NO_SURFACE}")
+    try:
+        return HeatmapSurface(px, py, pz, interpolate_grid(px, py, pz, n=n), "")
+    except ValueError as exc:
+        return HeatmapSurface(px, py, pz, None, str(exc))
+
+
 def pareto_heatmap(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lambda_imsg",
                    z: str = "test_acc", *, z_scale: float = 100.0, title: str = "All runs",
-                   n: int = 100) -> Figure:
+                   n: int = 100, surface: HeatmapSurface | None = None) -> Figure:
     """Pareto-curvature heatmap: z (default test accuracy, in %) interpolated over (x, y).
 
     One point per row (snapshot). Coolwarm normalised to [min z, max z], blank outside the hull, the
     points overlaid and the Pareto front of (x, y) drawn and labelled as a sift addition. With fewer
     than 3 usable or collinear points only the points are drawn and the title says so.
-    ``z_scale`` multiplies z for display (100: accuracy fraction -> %).
+    ``z_scale`` multiplies z for display (100: accuracy fraction -> %). ``surface``: the
+    :func:`heatmap_surface` of the same arguments, when the caller computed it already.
     """
-    data = summary[[x, y, z]].astype(float).dropna()
-    px, py, pz = data[x].to_numpy(), data[y].to_numpy(), data[z].to_numpy() * z_scale
+    if surface is None:
+        surface = heatmap_surface(summary, x, y, z, z_scale=z_scale, n=n)
+    px, py, pz = surface.x, surface.y, surface.z
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
     if len(pz) == 0:
-        ax.set_title(f"{title}: no snapshot with {x}, {y} and {z} defined; {NO_SURFACE}", fontsize=10)
-        ax.set_xlabel(label(x))
-        ax.set_ylabel(label(y))
+        ax.set_title(f"{title}: {surface.problem}", fontsize=10)
         return fig
     lo, hi = float(pz.min()), float(pz.max())
     norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
-    note = f"{len(pz)} snapshots"
-    try:
-        xi, yi, zi = interpolate_grid(px, py, pz, n=n)
+    if surface.grid is not None:
+        xi, yi, zi = surface.grid
         ax.pcolormesh(xi, yi, np.ma.masked_invalid(zi), cmap="coolwarm", norm=norm, shading="auto",
                       rasterized=True)
-    except ValueError as exc:
-        note += f"; {exc}"
     points = ax.scatter(px, py, c=pz, cmap="coolwarm", norm=norm, s=22, edgecolors="k",
                         linewidths=0.6, zorder=3, label="snapshots")
     front = pareto_front(np.column_stack([px, py]))
@@ -123,8 +148,7 @@ def pareto_heatmap(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lam
     for values, set_lim in ((px, ax.set_xlim), (py, ax.set_ylim)):
         pad = 0.04 * (np.ptp(values) or abs(values[0]) or 1.0)
         set_lim(values.min() - pad, values.max() + pad)
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(label(y))
+    note = f"{len(pz)} snapshots" + (f"; {surface.problem}" if surface.problem else "")
     ax.set_title(f"{title} ({note})", fontsize=10, wrap=True)
     fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return fig

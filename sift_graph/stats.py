@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .files import atomic_write_text
+
 GROUP_KEYS = ("family", "sparsity", "method")
 _NOT_METRICS = {"step", "epoch", "seed", "sparsity", "epochs", "batch_size", "lr", "momentum",
                 "weight_decay", "lr_gamma", "update_interval", "drop_fraction", "end_fraction",
@@ -129,8 +131,6 @@ def comparison_table(summary: pd.DataFrame, metric: str = "test_acc", level: flo
 
 def write_statistics(summary: pd.DataFrame, out: str | Path, level: float = 0.95) -> dict[str, Path]:
     """Write ``groups.csv`` and ``comparisons.csv`` into ``out``; returns their paths."""
-    from .cache import atomic_write_text
-
     out = Path(out)
     paths = {"groups": out / "groups.csv", "comparisons": out / "comparisons.csv"}
     atomic_write_text(paths["groups"], group_table(summary, level).to_csv(index=False))

@@ -17,12 +17,14 @@ tensors declared sparse (:func:`sift_train.sparse_params.sparse_parameters`); *a
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .counts import active_count
 from .sparse_params import sparse_parameters
+from .widths import check_sparsity
 
 _BN = nn.modules.batchnorm._BatchNorm
 _KINDS = {"Conv2d": nn.Conv2d, "Conv1d": nn.Conv1d, "Linear": nn.Linear, "BatchNorm": _BN,
@@ -129,14 +131,14 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
     return [shapes[name] for name in order]
 
 
-def active_counts(model: nn.Module, sparsity: float | dict[str, float]) -> dict[str, int]:
-    """``{sparse tensor: int((1-s)*numel)}`` for a uniform ``sparsity`` or one per tensor (spec §5)."""
+def active_counts(model: nn.Module, sparsity: float | dict[str, float],
+                  variant: str = "paper") -> dict[str, int]:
+    """``{sparse tensor: active_count(numel, s, variant)}`` for a uniform ``sparsity`` or one per tensor
+    (spec §5; the rule is :func:`sift_train.counts.active_count`)."""
     out = {}
     for name, p in sparse_parameters(model).items():
-        s = sparsity[name] if isinstance(sparsity, dict) else sparsity
-        if not 0.0 <= s <= 1.0:
-            raise ValueError(f"{name}: mask sparsity must be in [0, 1], got {s!r}")
-        out[name] = int((1 - s) * p.numel())
+        s = check_sparsity(sparsity[name] if isinstance(sparsity, dict) else sparsity, name)
+        out[name] = active_count(p.numel(), s, variant)
     return out
 
 
@@ -192,42 +194,28 @@ def totals(model: nn.Module, rows: list[LayerCount]) -> ModelCounts:
     )
 
 
-def _active(model: nn.Module, active: dict[str, int] | None, sparsity: float | None):
-    if active is not None and sparsity is not None:
-        raise ValueError("give either active counts or a uniform mask sparsity, not both")
-    if sparsity is not None:
-        return active_counts(model, sparsity)
+def layer_table(model: nn.Module, in_shape: tuple[int, ...],
+                active: dict[str, int] | None = None) -> list[LayerCount]:
+    """Per-layer parameter and FLOP counts (see module docstring). ``active``: active entries per sparse
+    tensor (names as in ``sparse_parameters``, e.g. from :func:`active_counts`; ``None`` = dense)."""
     if active is not None:
         unknown = set(active) - set(sparse_parameters(model))
         if unknown:
             raise ValueError(f"{sorted(unknown)[0]}: not a sparse tensor of the model")
-    return active
+    return count_layers(trace(model, in_shape), active)
 
 
-def layer_table(model: nn.Module, in_shape: tuple[int, ...], active: dict[str, int] | None = None, *,
-                sparsity: float | None = None) -> list[LayerCount]:
-    """Per-layer parameter and FLOP counts (see module docstring); ``sparsity`` = uniform mask sparsity."""
-    return count_layers(trace(model, in_shape), _active(model, active, sparsity))
+def model_counts(model: nn.Module, in_shape: tuple[int, ...],
+                 active: dict[str, int] | None = None) -> ModelCounts:
+    return totals(model, layer_table(model, in_shape, active))
 
 
-def model_counts(model: nn.Module, in_shape: tuple[int, ...], active: dict[str, int] | None = None, *,
-                 sparsity: float | None = None) -> ModelCounts:
-    return totals(model, layer_table(model, in_shape, active, sparsity=sparsity))
+def forward_flops(model: nn.Module, in_shape: tuple[int, ...], active: dict[str, int] | None = None) -> int:
+    """Forward FLOPs per sample, 2xMAC convention (spec §5); ``active`` as in :func:`layer_table`."""
+    return model_counts(model, in_shape, active).flops
 
 
-def forward_flops(model: nn.Module, in_shape: tuple[int, ...], active: dict[str, int] | None = None, *,
-                  sparsity: float | None = None) -> int:
-    """Forward FLOPs per sample, 2xMAC convention (spec §5). ``active``: active entries per sparse tensor
-    (names as in ``sparse_parameters``; ``None`` = dense); or ``sparsity``: uniform mask sparsity."""
-    return model_counts(model, in_shape, active, sparsity=sparsity).flops
-
-
-def profiler_flops(model: nn.Module, in_shape: tuple[int, ...], active: dict[str, int] | None = None, *,
-                   sparsity: float | None = None) -> int:
+def profiler_flops(model: nn.Module, in_shape: tuple[int, ...], active: dict[str, int] | None = None) -> int:
     """Forward FLOPs per sample in the released code's profiler convention (spec §3.1)."""
-    return model_counts(model, in_shape, active, sparsity=sparsity).profiler_flops
+    return model_counts(model, in_shape, active).profiler_flops
 
-
-def as_records(rows: list[LayerCount]) -> list[dict]:
-    """Rows as plain dicts (``pandas.DataFrame(as_records(rows))`` gives a tidy table)."""
-    return [asdict(r) for r in rows]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .datasets import dataset_info
+from .datasets import DATASETS
 from .distributions import DISTRIBUTIONS
+from .methods import METHODS
+from .models import MODELS
 from .schedule import ANNEALS
-from .widths import VARIANTS
+from .widths import FAMILIES, VARIANTS, check_sparsity
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -65,13 +67,13 @@ class TrainConfig:
     preset: str = "cifar"
 
     def __post_init__(self):
-        dataset_info(self.dataset)
-        _choice("variant", self.variant, VARIANTS)
-        _choice("distribution", self.distribution, DISTRIBUTIONS)
-        _choice("anneal", self.anneal, ANNEALS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        """Validate every field once, here, before any work (names against the registries)."""
+        for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("family", FAMILIES),
+                              ("variant", VARIANTS), ("method", METHODS),
+                              ("distribution", DISTRIBUTIONS), ("anneal", ANNEALS),
+                              ("optimizer", OPTIMIZERS)):
+            _choice(name, getattr(self, name), allowed)
+        check_sparsity(self.sparsity, "TrainConfig")
         for name in ("epochs", "batch_size", "update_interval", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -132,7 +134,7 @@ def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
 
 def _choice(name: str, value: str, allowed) -> None:
     if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(allowed)}")
 
 
 __all__ = ["TrainConfig", "PRESETS", "make_config", "lr_at_epoch", "preset_for"]

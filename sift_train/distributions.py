@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 
+from .widths import check_sparsity
+
 DISTRIBUTIONS = ("uniform", "erk")
 
 
 def uniform(shapes: dict[str, tuple[int, ...]], sparsity: float) -> dict[str, float]:
     """Every sparse tensor gets the same sparsity (sparse-ift.md §2.3, ``STATIC:183-193``)."""
-    _check(sparsity)
+    check_sparsity(sparsity, "uniform")
     return {name: float(sparsity) for name in shapes}
 
 
@@ -26,7 +28,7 @@ def erk(
     would exceed 1 is made dense and ``eps`` is solved again over the others, until none exceeds 1
     (google-research/rigl ``sparse_utils.get_sparsities_erdos_renyi``, erdos_renyi_kernel=True).
     """
-    _check(sparsity)
+    check_sparsity(sparsity, "erk")
     dense: set[str] = set()
     while True:
         rhs, divisor, raw = 0.0, 0.0, {}
@@ -56,8 +58,3 @@ def distribute(
     if name == "erk":
         return erk(shapes, sparsity)
     raise ValueError(f"unknown sparsity distribution {name!r}; expected one of {list(DISTRIBUTIONS)}")
-
-
-def _check(sparsity: float) -> None:
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")

@@ -11,7 +11,8 @@ model costs (paper App. A.2; spec ``sparse-ift.md`` §3.3, §6.1).
   expected density ``1 - s`` of Bernoulli masks. Other families train at the nominal ``s``.
 * ``family="dense"`` with ``sparsity > 0`` (plain sparse training) trains at the nominal ``s``.
 
-Active entries per sparse tensor are ``int((1 - s) * numel)`` (what RigL/SET converge to, spec §5).
+Active entries per sparse tensor are :func:`sift_train.counts.active_count` (``floor((1 - s) * numel)``,
+what RigL/SET converge to, spec §5; exact in ``paper``, in floats in ``official``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .accounting import LayerShape, count_layers, trace
+from .counts import active_count
 from .models import build_model
 from .widths import check_family, check_sparsity, check_variant
 
@@ -34,7 +36,7 @@ class MaskPlan:
 
     mask_sparsity: float  # uniform sparsity of every sparse tensor
     active: dict[str, int]  # active entries per sparse tensor (names as in sparse_parameters);
-    # int((1 - mask_sparsity) * numel), +-1 where the paper search refined it: use these counts
+    # active_count(numel, mask_sparsity), +-a few where the paper search refined it: use these counts
     flops: int  # 2xMAC forward FLOPs per sample with these counts
     profiler_flops: int
     dense_flops: int  # of the dense model of the same name (2xMAC)
@@ -51,16 +53,17 @@ class MaskPlan:
         return abs(self.flops_ratio - 1)
 
 
-def _active(shapes: list[LayerShape], s: float) -> dict[str, int]:
-    return {l.sparse_name: int((1 - s) * l.weight_numel) for l in shapes if l.sparse_name}
+def _counts_at(shapes: list[LayerShape], s: float, variant: str = "paper") -> dict[str, int]:
+    """Active entries of every sparse tensor at the uniform mask sparsity ``s``."""
+    return {l.sparse_name: active_count(l.weight_numel, s, variant) for l in shapes if l.sparse_name}
 
 
 def _flops_of(shapes: list[LayerShape], active: dict[str, int]) -> int:
     return sum(r.flops for r in count_layers(shapes, active))
 
 
-def _flops(shapes: list[LayerShape], s: float) -> int:
-    return _flops_of(shapes, _active(shapes, s))
+def _flops_at(shapes: list[LayerShape], s: float) -> int:
+    return _flops_of(shapes, _counts_at(shapes, s))
 
 
 def iso_flop_sparsity(shapes: list[LayerShape], target: int, *, rtol: float = 1e-6,
@@ -72,7 +75,7 @@ def iso_flop_sparsity(shapes: list[LayerShape], target: int, *, rtol: float = 1e
     reach (dense masks too cheap, or the unmasked part alone too costly).
     """
     lo, hi = 0.0, 1.0
-    f_lo, f_hi = _flops(shapes, lo), _flops(shapes, hi)
+    f_lo, f_hi = _flops_at(shapes, lo), _flops_at(shapes, hi)
     if f_lo < target * (1 - rtol):
         raise ValueError(f"{where}: dense masks give {f_lo} FLOPs, below the target {target}")
     if f_hi > target * (1 + rtol):
@@ -83,7 +86,7 @@ def iso_flop_sparsity(shapes: list[LayerShape], target: int, *, rtol: float = 1e
         mid = (lo + hi) / 2
         if mid in (lo, hi):
             break
-        f_mid = _flops(shapes, mid)
+        f_mid = _flops_at(shapes, mid)
         if f_mid > target:
             lo, f_lo = mid, f_mid
         else:
@@ -118,7 +121,7 @@ def official_search(shapes: list[LayerShape], budget: int) -> float:
     names = [l.sparse_name for l in shapes if l.sparse_name]
     while low <= high:
         mid = low + (high - low) / 2
-        rows = count_layers(shapes, _active(shapes, mid), {n: 1 - mid for n in names})
+        rows = count_layers(shapes, _counts_at(shapes, mid, "official"), {n: 1 - mid for n in names})
         f = sum(r.profiler_flops for r in rows)
         if budget * (1 - OFFICIAL_TOLERANCE) <= f <= budget * (1 + OFFICIAL_TOLERANCE):
             break
@@ -132,9 +135,6 @@ def official_search(shapes: list[LayerShape], budget: int) -> float:
 def plan_for(model: nn.Module, dense: nn.Module, in_shape: tuple[int, int, int], *, family: str,
              sparsity: float, variant: str = "paper", rtol: float = 1e-6) -> MaskPlan:
     """Mask plan of ``model`` (built as ``family`` at nominal ``sparsity``) against its ``dense`` model."""
-    check_family(family)
-    check_variant(variant)
-    check_sparsity(sparsity)
     return plan_from_shapes(trace(model, in_shape), trace(dense, in_shape), family=family,
                             sparsity=sparsity, variant=variant, rtol=rtol)
 
@@ -158,7 +158,7 @@ def plan_from_shapes(shapes: list[LayerShape], dense_shapes: list[LayerShape], *
         mask_s, searched = official_search(shapes, dense_prof), True
     else:
         mask_s, searched = s, False
-    active = _active(shapes, mask_s)
+    active = _counts_at(shapes, mask_s, variant)
     if searched and variant == "paper":
         active = refine_counts(shapes, active, dense_flops)
     rows = count_layers(shapes, active)
@@ -178,9 +178,3 @@ def plan_masks(name: str, *, in_shape: tuple[int, int, int], num_classes: int, f
     dense = build_model(name, family="dense", sparsity=0.0, **kw)
     return plan_for(model, dense, in_shape, family=family, sparsity=sparsity, variant=variant, rtol=rtol)
 
-
-def mask_sparsity(name: str, *, in_shape: tuple[int, int, int], num_classes: int, family: str,
-                  sparsity: float, variant: str = "paper") -> float:
-    """Uniform mask sparsity of :func:`plan_masks` (its ``active`` counts are the exact plan)."""
-    return plan_masks(name, in_shape=in_shape, num_classes=num_classes, family=family,
-                      sparsity=sparsity, variant=variant).mask_sparsity

@@ -19,12 +19,12 @@ Enforcement (sparse-ift.md §2.2, plus the Adam moments of ecosystem.md §1.2):
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from .counts import active_count
 from .sparse_params import sparse_parameters
 
 MASK_SUFFIX = "_mask"
@@ -177,7 +177,7 @@ def random_masks(
 ) -> dict[str, torch.Tensor]:
     """Initial random masks (sparse-ift.md §2.3).
 
-    ``exact=True`` (paper): exactly ``counts[name]`` (default ``active_count(numel, s)``) active
+    ``exact=True`` (paper): exactly ``counts[name]`` (default :func:`~sift_train.counts.active_count`) active
     entries per tensor, at uniformly random positions. ``exact=False`` (official code,
     ``OUT:206-209``): ``U(0,1) < 1 - s`` per entry.
     """
@@ -192,13 +192,6 @@ def random_masks(
         else:
             out[name] = torch.rand(shape, generator=generator) < (1.0 - sparsity[name])
     return out
-
-
-def active_count(numel: int, sparsity: float) -> int:
-    """Target active entries of a tensor: ``floor((1 - s) * numel)`` (sparse-ift.md §2.5: 115 for
-    s = 0.9, numel = 1152). A 1e-9 slack keeps exact products exact (cbsparse's bare ``int()`` gives
-    767 for ``(1 - 0.8) * 3840``)."""
-    return int(math.floor((1.0 - sparsity) * numel + 1e-9))
 
 
 def read_masks(model: nn.Module) -> dict[str, torch.Tensor]:

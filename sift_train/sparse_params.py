@@ -24,10 +24,6 @@ def mark_sparse(module: nn.Module, *names: str) -> nn.Module:
     return module
 
 
-def is_sparse(module: nn.Module, name: str = "weight") -> bool:
-    return name in getattr(module, _ATTR, ())
-
-
 def sparse_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """``{qualified name: parameter}`` of every declared sparse tensor, in ``named_modules()`` order."""
     out: dict[str, nn.Parameter] = {}

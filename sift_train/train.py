@@ -16,7 +16,8 @@ from .config import TrainConfig, lr_at_epoch
 from .data import Batches, Dataset, load_dataset, prepare
 from .datasets import dataset_info
 from .distributions import distribute
-from .masking import active_count, random_masks
+from .counts import active_count
+from .masking import random_masks
 from .methods import get_method
 from .models import build_model
 from .rundir import RunDir
@@ -44,7 +45,8 @@ def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dic
     """Per-tensor mask sparsity and target active counts.
 
     ``uniform`` with ``iso_flop``: the Iso-FLOP search of :mod:`sift_train.isoflop` (its exact active
-    counts); otherwise the distribution of ``cfg.sparsity`` with ``floor((1 - s_l) * numel)`` counts.
+    counts); otherwise the distribution of ``cfg.sparsity`` with :func:`~sift_train.counts.active_count`
+    counts.
     """
     params = sparse_parameters(model)
     shapes = {n: tuple(p.shape) for n, p in params.items()}
@@ -59,7 +61,7 @@ def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dic
         sparsity = {n: 0.0 for n in shapes}
     else:
         sparsity = distribute(cfg.distribution, shapes, cfg.sparsity)
-    return sparsity, {n: active_count(p.numel(), sparsity[n]) for n, p in params.items()}
+    return sparsity, {n: active_count(p.numel(), sparsity[n], cfg.variant) for n, p in params.items()}
 
 
 def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:

@@ -91,7 +91,7 @@ class Doped(nn.Module):
         return out
 
 
-def check_layer(layer: nn.Module, where: str = "layer") -> nn.Module:
+def check_transformable(layer: nn.Module, where: str = "layer") -> nn.Module:
     """Raise ``ValueError`` naming ``where`` unless ``layer`` is an ``nn.Linear`` or an ungrouped
     ``nn.Conv1d`` / ``nn.Conv2d``."""
     if isinstance(layer, nn.Linear):
@@ -125,7 +125,7 @@ def _like(layer: nn.Linear | nn.Conv2d, d_in: int, d_out: int, *, pointwise: boo
                      padding_mode=layer.padding_mode, **kw)
 
 
-def _width(layer: nn.Module) -> tuple[int, int]:
+def _io_widths(layer: nn.Module) -> tuple[int, int]:
     if isinstance(layer, nn.Linear):
         return layer.in_features, layer.out_features
     return layer.in_channels, layer.out_channels
@@ -139,7 +139,7 @@ def _unit(module: nn.Module, layer: nn.Module, norm: ModuleFactory | None,
         return module
     parts: list[tuple[str, nn.Module]] = [("linear" if isinstance(layer, nn.Linear) else "conv", module)]
     if norm is not None:
-        parts.append(("bn", norm(_width(layer)[1])))
+        parts.append(("bn", norm(_io_widths(layer)[1])))
     if act is not None:
         parts.append(("act", act))
     return nn.Sequential(OrderedDict(parts))
@@ -167,7 +167,7 @@ def transform(
     Raises ``ValueError`` naming ``where`` for an unsupported layer, an unknown family or variant, or
     ``s`` outside [0, 1).
     """
-    check_layer(layer, where)
+    check_transformable(layer, where)
     check_family(family)
     check_variant(variant)
     s = check_sparsity(s, where)
@@ -177,7 +177,7 @@ def transform(
 
 def _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out) -> nn.Module:
     sparse = s > 0
-    d_in, d_out = _width(layer)
+    d_in, d_out = _io_widths(layer)
 
     if family == "dense" or (family == "factorized" and not sparse):
         out = copy.deepcopy(layer)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from .counts import exact_decimal
+
 FAMILIES = ("dense", "wide", "parallel", "factorized", "doped")
 VARIANTS = ("paper", "official")
 
@@ -40,11 +42,6 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-def _exact(s: float) -> Fraction:
-    """``s`` as the decimal the user typed (0.9 -> 9/10), not its binary float value."""
-    return Fraction(repr(float(s)))
-
-
 def wide_width(width: int, s: float, variant: str = "paper") -> int:
     """Sparse Wide width of a layer whose dense width is ``width``.
 
@@ -55,7 +52,7 @@ def wide_width(width: int, s: float, variant: str = "paper") -> int:
     s = check_sparsity(s)
     if variant == "official":
         return int(width * math.sqrt(round(1 / (1 - s))))
-    return round(width * math.sqrt(1 / (1 - _exact(s))))
+    return round(width * math.sqrt(1 / (1 - exact_decimal(s))))
 
 
 def parallel_branches(s: float, variant: str = "paper") -> int:
@@ -67,7 +64,7 @@ def parallel_branches(s: float, variant: str = "paper") -> int:
     s = check_sparsity(s)
     if variant == "official":
         return round(1 / (1 - s))
-    return max(1, round(1 / (1 - _exact(s))))
+    return max(1, round(1 / (1 - exact_decimal(s))))
 
 
 def factorized_rank(d_in: int, d_out: int, s: float, variant: str = "paper") -> int:
@@ -79,7 +76,7 @@ def factorized_rank(d_in: int, d_out: int, s: float, variant: str = "paper") -> 
     s = check_sparsity(s)
     if variant == "official":
         return math.ceil((d_in * d_out) / ((1 - s) * (d_in + d_out)))
-    return max(1, round(Fraction(d_in * d_out, d_in + d_out) / (1 - _exact(s))))
+    return max(1, round(Fraction(d_in * d_out, d_in + d_out) / (1 - exact_decimal(s))))
 
 
 def doped_rank(d_in: int, d_out: int, s: float, variant: str = "paper") -> int:
@@ -91,7 +88,7 @@ def doped_rank(d_in: int, d_out: int, s: float, variant: str = "paper") -> int:
     s = check_sparsity(s)
     if variant == "official":
         return math.floor(s * d_in * d_out / (d_in + d_out))
-    return math.floor(_exact(s) * Fraction(d_in * d_out, d_in + d_out))
+    return math.floor(exact_decimal(s) * Fraction(d_in * d_out, d_in + d_out))
 
 
 def transformer_widths(d_model: int, n_heads: int, d_ff: int, s: float) -> tuple[int, int]:

@@ -38,7 +38,7 @@ SPEC_ROWS = {
 @pytest.mark.parametrize("family, s", list(SPEC_ROWS))
 def test_official_configs_match_spec_table_at_nominal_masks(family, s):
     model = resnet18_cifar(100, family, s, "official", device="meta")
-    counts = model_counts(model, (3, 32, 32), sparsity=s)
+    counts = model_counts(model, (3, 32, 32), active_counts(model, s, "official"))
     assert (counts.active_params, counts.flops, counts.profiler_flops) == SPEC_ROWS[(family, s)]
 
 
@@ -101,10 +101,13 @@ def _torch_flops_per_module(model, in_shape):
 def test_active_counts_floor_and_uniform_sparsity_equals_dict():
     model = build_model("mlp", in_shape=(1, 8, 8), num_classes=10, family="dense", sparsity=0.3,
                         device="meta")
+    sparse = sparse_parameters(model)
     active = active_counts(model, 0.3)
-    assert active == {n: int(0.7 * p.numel()) for n, p in sparse_parameters(model).items()}
-    assert forward_flops(model, (1, 8, 8), active) == forward_flops(model, (1, 8, 8), sparsity=0.3)
-    assert profiler_flops(model, (1, 8, 8), sparsity=0.0) == profiler_flops(model, (1, 8, 8))
+    assert active == {n: 7 * p.numel() // 10 for n, p in sparse.items()}
+    assert active_counts(model, {n: 0.3 for n in sparse}) == active
+    dense_counts = {n: p.numel() for n, p in sparse.items()}
+    assert profiler_flops(model, (1, 8, 8), active_counts(model, 0.0)) == profiler_flops(model, (1, 8, 8))
+    assert forward_flops(model, (1, 8, 8), dense_counts) == forward_flops(model, (1, 8, 8))
 
 
 def test_totals_split_total_sparse_active():
@@ -125,8 +128,8 @@ def test_bad_active_counts_rejected():
         forward_flops(model, (1, 8, 8), {"fc_in.weight": 3})
     with pytest.raises(ValueError, match=r"hidden\.0\.weight: active count 99999999 outside"):
         forward_flops(model, (1, 8, 8), {"hidden.0.weight": 99_999_999})
-    with pytest.raises(ValueError, match="either active counts or a uniform"):
-        forward_flops(model, (1, 8, 8), {"hidden.0.weight": 3}, sparsity=0.5)
+    with pytest.raises(ValueError, match=r"hidden\.0\.weight: sparsity must be in \[0, 1\)"):
+        active_counts(model, 1.5)
 
 
 def test_module_without_flop_rule_named():

@@ -1,10 +1,13 @@
 """Iso-FLOP mask-sparsity search (paper App. A.2; spec §3.3, §6.1)."""
+import random
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sift_train.accounting import forward_flops, trace
+from sift_train.counts import active_count
 from sift_train.isoflop import iso_flop_sparsity, plan_for, plan_masks
 from sift_train.models import build_model
 from sift_train.sparse_params import mark_sparse, sparse_parameters
@@ -90,7 +93,29 @@ def test_search_finds_closed_form_solution():
     mark_sparse(model[1])
     shapes = trace(model, (10,))
     s = iso_flop_sparsity(shapes, target=2 * 2 * 30)  # 30 active weights per layer
-    assert int((1 - s) * 100) == 30
+    assert active_count(100, s) == 30
+
+
+def test_isoflop_search_lands_on_the_brute_force_closest_step():
+    # a sparse conv (576 weights, 36 positions) and a sparse linear (23,040 weights, 1 position) before a
+    # dense head: uniform density t = 1 - s gives counts (floor(t*n1), floor(t*n2)); every reachable pair
+    # is enumerated with integers, so the closest reachable FLOPs are known exactly. The steps are
+    # ~4e-5 apart in s: a search that stops early (e.g. after 10 halvings) lands on the wrong one.
+    model = nn.Sequential(nn.Conv2d(4, 16, 3, padding=1, bias=False), nn.Flatten(),
+                          nn.Linear(16 * 36, 40, bias=False), nn.Linear(40, 5))
+    mark_sparse(model[0])
+    mark_sparse(model[2])
+    (n1, p1), n2, head = (576, 36), 576 * 40, 2 * 40 * 5 + 5
+    pairs = {(n1, n2)} | {(c1, c2) for c1 in range(n1)
+                          for c2 in range(c1 * n2 // n1, -(-(c1 + 1) * n2 // n1))}
+    reachable = sorted({2 * (c1 * p1 + c2) + head for c1, c2 in pairs})
+    shapes = trace(model, (4, 6, 6))
+    rng = random.Random(0)
+    for target in [rng.randint(reachable[0], reachable[-1]) for _ in range(40)]:
+        best = min(reachable, key=lambda f: (abs(f - target), f))  # ties: the cheaper step
+        s = iso_flop_sparsity(shapes, target)
+        got = 2 * (active_count(n1, s) * p1 + active_count(n2, s)) + head
+        assert got == best, target
 
 
 def test_unreachable_target_rejected():

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from sift_train import mark_sparse
+from sift_train.counts import active_count
 from sift_train.distributions import erk, uniform
-from sift_train.masking import Masking, active_count, random_masks, read_masks
+from sift_train.masking import Masking, random_masks, read_masks
 
 
 class Net(nn.Module):
@@ -82,10 +83,6 @@ def test_exact_count_init_has_floor_count_and_bernoulli_init_is_random_count():
               for s in range(5)}
     assert len(counts) > 1
     assert all(abs(c - 3686.4) < 5 * math.sqrt(36864 * 0.09) for c in counts)
-
-
-def test_active_count_matches_spec_example():
-    assert active_count(1152, 0.9) == 115  # sparse-ift.md §2.5: count snap 112 -> 115
 
 
 def test_uniform_gives_every_tensor_the_same_sparsity():

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from sift_train import mark_sparse
-from sift_train.masking import active_count, random_masks
+from sift_train.counts import active_count
+from sift_train.masking import random_masks
 from sift_train.methods import RigL, SET, Static, drop_by_magnitude, get_method, grow_top
 from sift_train.schedule import UpdateSchedule
 from sift_train.sparse_training import SparseTraining

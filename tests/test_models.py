@@ -176,3 +176,16 @@ def test_image_models_reject_1d_inputs_and_cnn1d_rejects_images():
         build_model("cnn1d", in_shape=(1, 8, 8), num_classes=10)
     with pytest.raises(ValueError, match="cnn: needs image inputs"):
         build_model("cnn", in_shape=(1, 40), num_classes=10)
+
+
+@pytest.mark.parametrize("s, paper, official", [
+    (0.5, [91, 181, 362, 724], [90, 180, 360, 720]),
+    (0.75, [128, 256, 512, 1024], [128, 256, 512, 1024]),
+    (0.9, [202, 405, 810, 1619], [202, 404, 808, 1616]),  # spec §1.2: 202/404/808/1616 (released code)
+])
+def test_paper_sparse_wide_rounds_every_layer_width_once_official_multiplies_the_base(s, paper, official):
+    assert paper == [round(w * math.sqrt(1 / (1 - s))) for w in (64, 128, 256, 512)]
+    for variant, widths in (("paper", paper), ("official", official)):
+        model = resnet18_cifar(100, "wide", s, variant, device="meta")
+        got = [model.conv_stem.out_channels] + [model.blocks[i].conv2.conv.out_channels for i in (1, 3, 5, 7)]
+        assert got == [widths[0]] + widths and model.fc.in_features == widths[-1], variant

@@ -1,8 +1,8 @@
 """CIFAR ResNet-18 of the released Sparse-IFT code (spec §1.1), for every Sparse-IFT family.
 
-``conv_stem`` 3x3 (dense) -> BN -> ReLU -> 8 basic blocks, widths ``[W, 2W, 4W, 8W]``, first block of
-stages 2-4 with stride 2 -> global average pool -> ``fc`` (dense). ``W = 64`` (Sparse Wide: widened,
-:func:`sift_train.widths.wide_width`). Every block 3x3 conv is replaced by its Sparse-IFT member; the
+``conv_stem`` 3x3 (dense) -> BN -> ReLU -> 8 basic blocks, stage widths ``[64, 128, 256, 512]``, first
+block of stages 2-4 with stride 2 -> global average pool -> ``fc`` (dense). Sparse Wide widens every
+width (:func:`stage_widths`). Every block 3x3 conv is replaced by its Sparse-IFT member; the
 1x1 shortcut convs stay plain convs. Sparse (when ``sparsity > 0``, spec §1.6): all block convs and
 their replacements' weights and all shortcut convs; ``conv_stem`` and ``fc`` are dense.
 """
@@ -36,16 +36,32 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, width: int, blocks: list[BasicBlock]):
+    def __init__(self, in_channels: int, num_classes: int, widths: list[int], blocks: list[BasicBlock]):
         super().__init__()
-        self.conv_stem = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
+        self.conv_stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(8 * width, num_classes)
+        self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(F.relu(self.bn(self.conv_stem(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def stage_widths(family: str, s: float, variant: str = "paper") -> list[int]:
+    """Widths of the four stages (the stem has the first).
+
+    Sparse Wide, ``paper``: every layer's own width times ``k_sw``, rounded once
+    (:func:`~sift_train.widths.wide_width` of 64/128/256/512 -> 202/405/810/1619 at s = 0.9), as paper
+    §2.3 widens every layer by the same ``k_sw`` (spec §1.0). ``official``: the released code widens the
+    base width only and keeps the stage multiples, ``[W, 2W, 4W, 8W]`` with ``W = int(64*sqrt(round(k)))``
+    (R18:838-841, 852-854 -> 202/404/808/1616). Other families: 64/128/256/512.
+    """
+    if family != "wide":
+        return [mult * BASE_WIDTH for mult, _ in STAGES]
+    if variant == "official":
+        return [mult * wide_width(BASE_WIDTH, s, variant) for mult, _ in STAGES]
+    return [wide_width(mult * BASE_WIDTH, s, variant) for mult, _ in STAGES]
 
 
 def _unit(c_in: int, c_out: int, stride: int, family: str, s: float, variant: str, where: str):
@@ -84,11 +100,10 @@ def resnet18_cifar(num_classes: int = 100, family: str = "dense", sparsity: floa
     s = check_sparsity(sparsity, "resnet18")
     if s == 0:
         family = "dense"
-    width = wide_width(BASE_WIDTH, s, variant) if family == "wide" else BASE_WIDTH
+    widths = stage_widths(family, s, variant)
     with torch.device("meta"):
-        blocks, c_in, index = [], width, 0
-        for stage, (mult, count) in enumerate(STAGES):
-            c_out = mult * width
+        blocks, c_in, index = [], widths[0], 0
+        for stage, ((_, count), c_out) in enumerate(zip(STAGES, widths)):
             for b in range(count):
                 stride = 2 if stage > 0 and b == 0 else 1
                 where = f"blocks.{index}"
@@ -98,7 +113,7 @@ def resnet18_cifar(num_classes: int = 100, family: str = "dense", sparsity: floa
                     _shortcut(c_in, c_out, stride, s > 0),
                 ))
                 c_in, index = c_out, index + 1
-        model = ResNet18(in_channels, num_classes, width, blocks)
+        model = ResNet18(in_channels, num_classes, widths, blocks)
     materialize(model, device)
     if model.fc.weight.device.type != "meta" and (variant == "paper" or family in ("dense", "wide")):
         with torch.no_grad():  # zero-init residual (R18:786-789: `Block` only in the released code)

@@ -26,7 +26,7 @@ def _setup(family: str, sparsity: float, variant: str, where: str) -> tuple[str,
     return ("dense" if s == 0 else family), s
 
 
-def _width(width: int, family: str, s: float, variant: str) -> int:
+def _family_width(width: int, family: str, s: float, variant: str) -> int:
     return wide_width(width, s, variant) if family == "wide" else width
 
 
@@ -51,7 +51,7 @@ def mlp(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", spar
     family, s = _setup(family, sparsity, variant, "mlp")
     if len(hidden) < 2:
         raise ValueError(f"mlp: need at least two hidden widths to have a hidden layer, got {hidden}")
-    widths = [_width(h, family, s, variant) for h in hidden]
+    widths = [_family_width(h, family, s, variant) for h in hidden]
     d_in = math.prod(in_shape)
     with torch.device("meta"):
         layers = [
@@ -84,7 +84,7 @@ def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
     family, s = _setup(family, sparsity, variant, "cnn")
     if len(in_shape) != 3:
         raise ValueError(f"cnn: needs image inputs (C, H, W), got shape {tuple(in_shape)}; use cnn1d for 1-D data")
-    w = _width(width, family, s, variant)
+    w = _family_width(width, family, s, variant)
     plan = ((w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2))
     with torch.device("meta"):
         stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=False),
@@ -121,7 +121,7 @@ def cnn1d(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", sp
     family, s = _setup(family, sparsity, variant, "cnn1d")
     if len(in_shape) != 2:
         raise ValueError(f"cnn1d: needs 1-D inputs (C, L), got shape {tuple(in_shape)}")
-    w = _width(width, family, s, variant)
+    w = _family_width(width, family, s, variant)
     plan = ((w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2))
     length = in_shape[1]
     for _, _, stride in plan:

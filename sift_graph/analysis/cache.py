@@ -1,0 +1,134 @@
+"""Content-keyed cache of per-snapshot layer metrics (``docs/analyze.md`` § the cache).
+
+An entry is the list of per-layer rows of one snapshot, stored as JSON under
+``<folder>/<sha256 of the file's bytes>.<convention>.<metric code id>.json``: same bytes, same
+convention, same metric code -> same rows. The metric code id (:func:`metric_code_id`) hashes the
+sift version *and the source of every module that computes or decodes a metric*: the version alone
+is not bumped for every change of the metric code, and a stale result must never be served, so any
+edit of that code (even a comment) starts a fresh cache.
+
+``index.json`` maps each snapshot path to its ``stat`` signature (size, mtime_ns, ctime_ns, inode,
+device) and sha256, so that unchanged files are not re-read; any other signature is re-hashed, and
+recomputed only if the content changed. Size alone is never trusted; ctime cannot be set back by a
+copy tool, so even a same-size rewrite with a restored mtime is re-hashed. As in git's "racy" check,
+files changed less than :data:`RACY_NS` before the index is saved are left out of it. Nothing is
+pickled; NaN (and any non-finite value) is stored as ``null``.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from ..files import atomic_write_text
+from ..version import __version__
+
+RACY_NS = 2_000_000_000
+#: Modules of ``sift_graph`` that neither compute nor decode metric values: left out of
+#: :func:`metric_code_id` (everything else, including modules added later, is in it).
+NOT_METRIC_CODE = ("__init__.py", "__main__.py", "files.py", "version.py", "plots.py",
+                   "pipeline.py", "cli_analyze.py")
+
+
+@functools.cache
+def metric_code_id() -> str:
+    """12 hex digits of sha256 over the sift version and the source of the metric modules."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(__version__.encode())
+    for source in sorted(package.glob("*.py")):
+        if source.name not in NOT_METRIC_CODE:
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _nan_to_none(row: dict) -> dict:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
+def _none_to_nan(row: dict) -> dict:
+    return {k: math.nan if v is None else v for k, v in row.items()}
+
+
+class SnapshotCache:
+    """Per-snapshot results under ``folder``, keyed on file content, convention and metric code."""
+
+    def __init__(self, folder: Path, convention: str):
+        self.folder = Path(folder)
+        self.suffix = f".{convention}.{metric_code_id()}.json"
+        self._index_path = self.folder / "index.json"
+        try:
+            index = json.loads(self._index_path.read_text())
+        except (OSError, ValueError, RecursionError):
+            index = {}
+        self._index = {k: v for k, v in index.items() if _valid_entry(v)} if isinstance(index, dict) else {}
+
+    def key(self, file: Path) -> str:
+        """sha256 of ``file``'s content; from the index when its whole stat signature is unchanged."""
+        st = os.stat(file)
+        name = str(Path(file).resolve())
+        entry = self._index.get(name)
+        if entry and entry[:-1] == _signature(st):
+            return entry[-1]
+        sha = file_sha256(file)
+        self._index[name] = [*_signature(st), sha]
+        return sha
+
+    def _entry(self, sha: str) -> Path:
+        return self.folder / f"{sha}{self.suffix}"
+
+    def get(self, sha: str) -> list[dict] | None:
+        try:
+            rows = json.loads(self._entry(sha).read_text())["layers"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            return None
+        return [_none_to_nan(r) for r in rows]
+
+    def put(self, sha: str, rows: list[dict]) -> None:
+        payload = {"sha256": sha, "layers": [_nan_to_none(r) for r in rows]}
+        atomic_write_text(self._entry(sha), json.dumps(payload, allow_nan=False))
+
+    def save_index(self) -> None:
+        now = time.time_ns()
+        index = {k: v for k, v in self._index.items() if now - max(v[1], v[2]) >= RACY_NS}
+        atomic_write_text(self._index_path, json.dumps(index, indent=0, sort_keys=True))
+
+
+def _valid_entry(entry) -> bool:
+    return (isinstance(entry, list) and len(entry) == 6 and all(isinstance(v, int) for v in entry[:5])
+            and isinstance(entry[5], str))
+
+
+def look_up(cache: SnapshotCache, files: dict) -> tuple[dict, dict, list[str]]:
+    """Split ``files`` ``{id: path}`` into cached rows ``{id: rows}`` and missing ``{id: path}``,
+    plus one problem line per unreadable file."""
+    found, missing, problems = {}, {}, []
+    for key, path in files.items():
+        try:
+            sha = cache.key(path)
+        except OSError as exc:
+            problems.append(f"{path}: unreadable ({exc})")
+            continue
+        rows = cache.get(sha)
+        if rows is None:
+            missing[key] = path
+        else:
+            found[key] = rows
+    return found, missing, problems

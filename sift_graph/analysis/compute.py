@@ -1,0 +1,134 @@
+"""Stage 4: metrics of the snapshots missing from the cache.
+
+Three routes, one function: in this process, in local worker processes (``forkserver``, one BLAS
+thread each: the parallelism is over snapshots), or on a Dask cluster (``client``). Every route runs
+:func:`compute_snapshot`, so every route gives the same rows. The snapshot's bytes are read once,
+hashed (the cache key of exactly the content analysed) and decoded from memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+from tqdm.auto import tqdm
+
+from ..model import layer_row
+from ..runs import RunFormatError, Snapshot
+from .options import UsageError
+
+DASK_EXTRA = "pip install 'sift[dask]'"
+_LIMITS = None  # threadpoolctl limits of a worker process, kept alive for its lifetime
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """Rows of one snapshot (``None`` if it was refused, with the one-line ``problem``), and the
+    sha256 of the bytes they were computed from."""
+
+    sha256: str
+    rows: list[dict] | None
+    problem: str = ""
+
+
+def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu") -> SnapshotResult:
+    """``layer_metrics`` of every tensor of one snapshot: one row (dict) per layer."""
+    try:
+        size = snapshot.path.stat().st_size
+        if size > snapshot.max_bytes:
+            return SnapshotResult("", None, f"{snapshot.path}: {size} bytes, over the snapshot limit of "
+                                            f"{snapshot.max_bytes} (--max-snapshot-bytes raises it)")
+        data = snapshot.path.read_bytes()
+    except OSError as exc:
+        return SnapshotResult("", None, f"{snapshot.path}: unreadable ({exc})")
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        rows = [layer_row(name, mask, weight, convention=convention, device=device)
+                for name, mask, weight in snapshot.iter_tensors(data)]
+    except RunFormatError as exc:
+        return SnapshotResult(sha, None, str(exc))
+    except ValueError as exc:
+        return SnapshotResult(sha, None, f"{snapshot.path}: {exc}")
+    return SnapshotResult(sha, rows)
+
+
+OnResult = Callable[[object, SnapshotResult], None]
+
+
+def _bar(total: int, progress: bool) -> tqdm:
+    return tqdm(total=total, unit="snapshot", desc="sift analyze", disable=not progress or not total)
+
+
+def _pin_threads() -> None:
+    """Worker initializer: one BLAS / torch thread per process (parallelism is over snapshots)."""
+    from threadpoolctl import threadpool_limits
+
+    global _LIMITS
+    _LIMITS = threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def compute_local(todo: dict[object, Snapshot], *, convention: str, device: str, workers: int,
+                  on_result: OnResult, progress: bool) -> None:
+    """:func:`compute_snapshot` of every ``todo`` value, in-process or in ``workers`` processes."""
+    with _bar(len(todo), progress) as bar:
+        if workers <= 1 or len(todo) <= 1:
+            for key, snapshot in todo.items():
+                on_result(key, compute_snapshot(snapshot, convention, device))
+                bar.update()
+            return
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("forkserver"),
+                                 initializer=_pin_threads) as pool:
+            futures = {pool.submit(compute_snapshot, snapshot, convention, device): key
+                       for key, snapshot in todo.items()}
+            try:
+                for future in as_completed(futures):
+                    on_result(futures[future], future.result())
+                    bar.update()
+            except BrokenProcessPool:
+                raise RuntimeError(
+                    "an analysis worker process died (out of memory, or a script calling analyze with "
+                    "jobs > 1 without an `if __name__ == '__main__':` guard); finished snapshots are "
+                    "cached, retry with fewer jobs") from None
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(f"the Dask route needs dask.distributed: {DASK_EXTRA}") from None
+    return distributed
+
+
+def connect_dask(address: str):
+    """A ``dask.distributed.Client`` of the scheduler at ``address`` (one line if it cannot be reached)."""
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+
+
+def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, device: str,
+                    on_result: OnResult, progress: bool) -> None:
+    """:func:`compute_snapshot` of every ``todo`` value as Dask tasks of ``client``'s cluster.
+
+    The workers read the snapshot files themselves: they must see the run folders at the same paths
+    (a shared file system) and have sift installed. Results come back to this process, which alone
+    writes the cache and the tables.
+    """
+    distributed = _distributed()
+    keys = list(todo)
+    futures = client.map(compute_snapshot, [todo[k] for k in keys], convention=convention,
+                         device=device, pure=False)
+    where = {future.key: key for future, key in zip(futures, keys)}
+    with _bar(len(todo), progress) as bar:
+        for future in distributed.as_completed(futures):
+            on_result(where[future.key], future.result())
+            bar.update()
+            future.release()
