@@ -82,6 +82,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.end_fraction <= 1.0:
             raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
+        if self.distribution == "erk" and self.iso_flop and self.sparsity > 0:
+            raise ValueError("distribution 'erk' has no Iso-FLOP search (its per-layer densities change "
+                             "the FLOPs); pass --iso-flop false to train ERK at the nominal sparsity")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(self, "snapshot_at", tuple(sorted({int(m) for m in self.snapshot_at})))
 

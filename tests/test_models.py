@@ -189,3 +189,19 @@ def test_paper_sparse_wide_rounds_every_layer_width_once_official_multiplies_the
         model = resnet18_cifar(100, "wide", s, variant, device="meta")
         got = [model.conv_stem.out_channels] + [model.blocks[i].conv2.conv.out_channels for i in (1, 3, 5, 7)]
         assert got == [widths[0]] + widths and model.fc.in_features == widths[-1], variant
+
+
+@pytest.mark.parametrize("name, shape", [("cnn", (1, 8, 8)), ("cnn1d", (1, 40))])
+def test_small_cnn_parallel_paper_normalises_the_branch_sum(name, shape):
+    model = build_model(name, in_shape=shape, num_classes=10, family="parallel", sparsity=0.9)
+    unit = model.units[0]
+    assert isinstance(unit.sum, ParallelSum) and len(unit.sum.branches) == 10
+    x = torch.randn(16, *shape)
+    h = torch.relu(model.stem(x))
+    raw, out = unit.sum(h), unit(h)
+    dims = [0, 2, 3] if name == "cnn" else [0, 2]
+    assert raw.mean(dims).min() > 0  # a sum of 10 ReLU outputs: every channel mean positive
+    assert out.mean(dims).abs().max() < 1e-4 and (out.var(dims, unbiased=False) - 1).abs().max() < 1e-2
+    official = build_model(name, in_shape=shape, num_classes=10, family="parallel", sparsity=0.9,
+                           variant="official")
+    assert isinstance(official.units[0], ParallelSum) or isinstance(official.units[0][0], ParallelSum)

@@ -176,3 +176,12 @@ def test_diverging_training_stops_with_a_clear_error(tmp_path):
                       method="rigl", epochs=2, lr=1e6, momentum=0.0, batch_size=64)
     with pytest.raises(ValueError, match="training loss is nan"):
         train(cfg, tmp_path / "r", progress=False)
+
+
+def test_erk_refuses_iso_flop_instead_of_silently_dropping_it(tmp_path):
+    with pytest.raises(ValueError, match="'erk' has no Iso-FLOP search.*--iso-flop false"):
+        make_config("digits", dataset="synthetic", distribution="erk", sparsity=0.9)
+    cfg = make_config("digits", dataset="synthetic", model="mlp", distribution="erk", sparsity=0.9,
+                      iso_flop=False, epochs=1)
+    train(cfg, tmp_path / "r", progress=False)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["iso_flop"] is False

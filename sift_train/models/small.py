@@ -30,6 +30,15 @@ def _family_width(width: int, family: str, s: float, variant: str) -> int:
     return wide_width(width, s, variant) if family == "wide" else width
 
 
+def _sum_norm(unit: nn.Module, norm: nn.Module, family: str, variant: str) -> nn.Module:
+    """Paper-variant Sparse Parallel in the small CNNs: BN after the sum of the K per-branch
+    ``ReLU(BN(conv))`` outputs (the ImageNet code's form, spec §1.3). Without it the sum grows ~K
+    times per unit in these residual-free stacks, and at s = 0.9 (K = 10) training collapses."""
+    if family != "parallel" or variant != "paper":
+        return unit
+    return nn.Sequential(OrderedDict(sum=unit, bn=norm))
+
+
 class MLP(nn.Module):
     """``flatten -> fc_in -> ReLU -> [hidden_i -> ReLU]* -> fc_out``."""
 
@@ -90,9 +99,10 @@ def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
         stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=False),
                                          bn=nn.BatchNorm2d(w)))
         units = [
-            transform(nn.Conv2d(a, b, 3, stride, 1, bias=False), "dense" if family == "wide" else family,
-                      s, variant=variant, norm=nn.BatchNorm2d,
-                      branch_act=lambda: nn.ReLU(inplace=True), where=f"units.{i}")
+            _sum_norm(transform(nn.Conv2d(a, b, 3, stride, 1, bias=False),
+                                "dense" if family == "wide" else family, s, variant=variant,
+                                norm=nn.BatchNorm2d, branch_act=lambda: nn.ReLU(inplace=True),
+                                where=f"units.{i}"), nn.BatchNorm2d(b), family, variant)
             for i, (a, b, stride) in enumerate(plan)
         ]
         model = CNN(stem, units, nn.Linear(4 * w, num_classes))
@@ -130,9 +140,10 @@ def cnn1d(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", sp
         stem = nn.Sequential(OrderedDict(conv=nn.Conv1d(in_shape[0], w, 5, 1, 2, bias=False),
                                          bn=nn.BatchNorm1d(w)))
         units = [
-            transform(nn.Conv1d(a, b, 3, stride, 1, bias=False), "dense" if family == "wide" else family,
-                      s, variant=variant, norm=nn.BatchNorm1d,
-                      branch_act=lambda: nn.ReLU(inplace=True), where=f"units.{i}")
+            _sum_norm(transform(nn.Conv1d(a, b, 3, stride, 1, bias=False),
+                                "dense" if family == "wide" else family, s, variant=variant,
+                                norm=nn.BatchNorm1d, branch_act=lambda: nn.ReLU(inplace=True),
+                                where=f"units.{i}"), nn.BatchNorm1d(b), family, variant)
             for i, (a, b, stride) in enumerate(plan)
         ]
         model = CNN1d(stem, units, nn.Linear(4 * w * length, num_classes))
