@@ -1,20 +1,27 @@
-"""Snapshots per second of ``sift_graph.analyze`` on a Sparse Wide ResNet-18 at 90 % sparsity.
+"""Seconds per snapshot of ``sift_graph.analyze`` on a Sparse Wide ResNet-18 at 90 % sparsity, and
+snapshots per second of the Dask route against the local route, measured in the same run.
 
-Writes N snapshots (default 20) of synthetic masks and weights with the real tensor shapes as a run
-folder in a temporary directory (docs/run-format.md), then times ``analyze`` with the default
-``--jobs`` (all cores), cold and with a warm cache. Baseline, measured in the same run: calling
-``layer_metrics`` directly on every tensor of one snapshot in this process (no I/O, one
-process, one BLAS thread, like each analysis worker).
+Writes N synthetic snapshots (random masks at 90 %, random weights) with the real tensor shapes of
+sift_train's Sparse Wide ResNet-18 (CIFAR-100, paper variant) as a run folder in a temporary
+directory (docs/run-format.md), then times, each with a cold cache:
 
-    python benchmarks/bench_analyze.py [--snapshots 20] [--keep DIR]
+* baseline: ``layer_metrics`` on every tensor of one snapshot, in this process, one BLAS thread;
+* the local route: ``analyze --jobs W`` (W worker processes, one BLAS thread each);
+* the Dask route: ``analyze`` with a ``dask.distributed.Client`` of a ``LocalCluster`` of W worker
+  processes, one thread each (cluster start-up timed apart);
+* ``analyze`` again on the warm cache.
 
-Goal (issue 5): <= 10 s per snapshot on 2 CPU cores.
+    python benchmarks/bench_analyze.py [--snapshots 6] [--workers 2] [--keep DIR]
+
+Goal (issue 8): <= 5 s per snapshot on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -26,22 +33,29 @@ from threadpoolctl import threadpool_limits
 import sift_graph
 
 SPARSITY = 0.9
-# Sparse Wide ResNet-18 (CIFAR) at s = 0.9: W = int(64*sqrt(10)) = 202, stages 202/404/808/1616
-# (Sparse-IFT code R18:838-841, specs/sparse-ift.md §"Wide"). Sparse tensors: the 16 3x3 convs of
-# the basic blocks and the 3 1x1 shortcut convs (stem and classifier stay dense).
-STAGES = (202, 404, 808, 1616)
+GOAL_S_PER_SNAPSHOT = 5.0
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what the platform module knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def wide_resnet18_shapes() -> dict[str, tuple[int, ...]]:
-    shapes, c_in = {}, STAGES[0]
-    for i, width in enumerate(STAGES, start=1):
-        for block in range(2):
-            shapes[f"layer{i}.{block}.conv1.weight"] = (width, c_in if block == 0 else width, 3, 3)
-            shapes[f"layer{i}.{block}.conv2.weight"] = (width, width, 3, 3)
-            if block == 0 and c_in != width:
-                shapes[f"layer{i}.0.shortcut.0.weight"] = (width, c_in, 1, 1)
-        c_in = width
-    return shapes
+    """Shapes of the sparse tensors of sift_train's Sparse Wide ResNet-18 at 90 % (no memory used)."""
+    from sift_train import sparse_parameters
+    from sift_train.models import build_model
+
+    model = build_model("resnet18", in_shape=(3, 32, 32), num_classes=100, family="wide",
+                        sparsity=SPARSITY, device="meta")
+    return {name: tuple(p.shape) for name, p in sparse_parameters(model).items()}
 
 
 def write_snapshot(run: Path, step: int, shapes, rng) -> None:
@@ -57,12 +71,11 @@ def write_snapshot(run: Path, step: int, shapes, rng) -> None:
     np.savez(run / "snapshots" / f"step_{step:08d}.npz", **arrays)
 
 
-def make_run(root: Path, n: int) -> Path:
-    shapes = wide_resnet18_shapes()
+def make_run(root: Path, n: int, shapes) -> Path:
     run = root / "wrn18-wide-90"
     (run / "snapshots").mkdir(parents=True)
     config = {"model": "resnet18", "dataset": "cifar100", "family": "wide", "sparsity": SPARSITY,
-              "variant": "official", "method": "rigl", "seed": 0}
+              "variant": "paper", "method": "rigl", "seed": 0}
     (run / "config.json").write_text(json.dumps({
         "format": "sift-run", "format_version": 1, "config": config,
         "sparse_tensors": {k: {"shape": list(v)} for k, v in shapes.items()}}))
@@ -72,54 +85,72 @@ def make_run(root: Path, n: int) -> Path:
     return run
 
 
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snapshots", type=int, default=20)
+    parser.add_argument("--snapshots", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2, help="local processes = Dask workers")
     parser.add_argument("--keep", help="build the run folder here and keep it (default: a temp dir)")
     args = parser.parse_args()
+    n, workers = args.snapshots, args.workers
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_analyze_"))
     try:
-        t0 = time.perf_counter()
-        run = make_run(root, args.snapshots)
+        shapes = wide_resnet18_shapes()
+        run, t_write = timed(lambda: make_run(root, n, shapes))
         size = sum(f.stat().st_size for f in (run / "snapshots").iterdir()) / 2**20
-        print(f"wrote {args.snapshots} snapshots ({size:.0f} MiB, 19 tensors each) in "
-              f"{time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPU cores")
+        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); sift {sift_graph.__version__}")
+        print(f"wrote {n} snapshots ({size:.0f} MiB, {len(shapes)} sparse tensors, "
+              f"{sum(np.prod(s) for s in shapes.values()) / 1e6:.0f} M weights each) in {t_write:.1f} s")
 
         snapshot = sift_graph.load_run(run).snapshots[0]
-        t0 = time.perf_counter()
-        tensors = snapshot.load()
-        t_decode = time.perf_counter() - t0
+        tensors, t_decode = timed(snapshot.load)
         with threadpool_limits(1):
-            t0 = time.perf_counter()
-            for mask, weight in tensors.values():
-                sift_graph.layer_metrics(mask, weight)
-            base = time.perf_counter() - t0
+            _, base = timed(lambda: [sift_graph.layer_metrics(m, w) for m, w in tensors.values()])
         del tensors
 
-        out = root / "analysis"
-        t0 = time.perf_counter()
-        cold = sift_graph.run_analysis([run], out=out, figures=False)
-        t_cold = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        warm = sift_graph.run_analysis([run], out=out, figures=False, progress=False)
-        t_warm = time.perf_counter() - t0
-        assert cold.computed == args.snapshots and warm.computed == 0 and not cold.problems
+        common = dict(figures=False, progress=False)
+        local, t_local = timed(lambda: sift_graph.run_analysis([run], out=root / "local", jobs=workers, **common))
+        warm, t_warm = timed(lambda: sift_graph.run_analysis([run], out=root / "local", jobs=workers, **common))
+        assert local.computed == n and warm.computed == 0 and not local.problems, local.problems
 
-        n = args.snapshots
-        rows = [("baseline: layer_metrics on 1 snapshot, in-process, 1 thread", base, 1, base),
-                ("decode 1 snapshot, npz -> masks + weights (I/O part of analyze)", t_decode, 1,
-                 t_decode),
-                (f"analyze --jobs {os.cpu_count()} (cold cache)", t_cold, n, t_cold / n),
-                ("analyze again (warm cache, nothing computed)", t_warm, n, t_warm / n)]
-        print(f"\n{'what':<60} {'wall s':>8} {'snaps':>6} {'s/snapshot':>11} {'snap/s':>8} {'vs base':>8}")
-        for what, wall, count, per in rows:
-            print(f"{what:<60} {wall:8.2f} {count:6d} {per:11.3f} {1 / per:8.3f} {base / per:8.2f}x")
-        print(f"\ngoal <= 10 s/snapshot on 2 cores: {'met' if t_cold / n <= 10 else 'NOT met'} "
-              f"({t_cold / n:.2f} s/snapshot)")
+        rows = [("baseline: layer_metrics on 1 snapshot, in-process, 1 thread", base, 1),
+                ("decode 1 snapshot, npz -> masks + weights (part of every route)", t_decode, 1),
+                (f"local route: analyze --jobs {workers} (cold cache)", t_local, n)]
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            print("dask.distributed not installed (pip install 'sift[dask]'): no Dask route")
+        else:
+            cluster, t_start = timed(lambda: LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.CRITICAL))
+            with cluster, Client(cluster) as client:
+                remote, t_dask = timed(lambda: sift_graph.run_analysis([run], out=root / "dask",
+                                                                        client=client, **common))
+            assert remote.computed == n and remote.layers.equals(local.layers)
+            rows.append((f"Dask route: LocalCluster {workers} workers x 1 thread (cold cache)", t_dask, n))
+            rows.append(("Dask route + cluster start-up (the local route starts its pool)",
+                         t_dask + t_start, n))
+            print("Dask route: tables equal the local route's")
+        rows.append(("analyze again (warm cache, nothing computed)", t_warm, n))
+
+        print(f"\n{'what':<66} {'wall s':>8} {'snaps':>6} {'s/snapshot':>11} {'snap/s':>8} {'vs local':>9}")
+        local_rate = n / t_local
+        for what, wall, count in rows:
+            print(f"{what:<66} {wall:8.2f} {count:6d} {wall / count:11.3f} {count / wall:8.3f} "
+                  f"{count / wall / local_rate:8.2f}x")
+        per = t_local / n
+        print(f"\ngoal <= {GOAL_S_PER_SNAPSHOT:.0f} s/snapshot on {workers} cores: "
+              f"{'met' if per <= GOAL_S_PER_SNAPSHOT else 'NOT met'} ({per:.2f} s/snapshot, local route)")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
-if __name__ == "__main__":  # guard required: analyze's workers re-import this module
+if __name__ == "__main__":  # guard required: the analysis workers re-import this module
     main()

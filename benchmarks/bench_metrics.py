@@ -1,6 +1,9 @@
 """Benchmark: ``sift_graph.layer_metrics`` against a reference-style baseline on realistic layers.
 
 Run:  python benchmarks/bench_metrics.py [--skip-baseline-large] [--cases conv512,linear4608,conv1619]
+                                        [--baselines reference,sparse-adj] [--repeat 3] [--device cpu]
+Quick check of one layer against the reference-style baseline only:
+      python benchmarks/bench_metrics.py --cases conv512 --baselines reference
 
 Two baselines follow the reference algorithm of hoang2023a (``ScottHoang/dst-ram-pruning@73bb598
 sparselearning/ramanujan.py``, spec ``../shared/specs/metrics.md`` §3.3-3.4, §4, §11): for the whole
@@ -16,20 +19,25 @@ degree rules and Cheeger factor. They differ only in how the adjacency is built:
 Every (case, method) runs in its own subprocess, so its peak memory (``ru_maxrss``) is its own.
 Printed: wall seconds, CPU seconds (all threads; steadier than wall time on a shared machine),
 speed-up (baseline / sift wall time), |difference| per metric, peak RSS of the process and the part
-of it added by the metric call (inputs already allocated before). sift pins BLAS itself (1 thread,
-all cores only for large dense Gram products); run on an otherwise idle machine for clean numbers.
-torch is imported before timing in both methods (sift uses its int8 GEMM for 0/1 Gram matrices).
+of it added by the metric call (inputs already allocated before), the solver routes sift took
+(:func:`sift_graph.spectral.record_routes`: ``gram-dense32``/``gram-dense64``/``gram-sparse``/
+``lanczos`` for the whole layer, ``blocks`` for the batched degree classes, ``svd`` fallbacks) and
+the CPU model. sift is timed as the best of ``--repeat`` calls, each baseline once. sift pins BLAS
+itself (1 thread, all cores only for large dense Gram products); run on an otherwise idle machine
+for clean numbers. torch is imported before timing in every method.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import platform
 import resource
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -110,28 +118,51 @@ def baseline_layer_metrics(mask: np.ndarray, weight: np.ndarray, dense_first: bo
 
 
 # ---------------------------------------------------------------- one measurement per process
-def worker(case: str, method: str) -> None:
+def cpu_model() -> str:
+    """CPU model name and its widest x86 vector extension (or the machine type elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith(("model name", "Model", "CPU part"))), platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
+    return f"{name} ({simd}, {len([ln for ln in info.splitlines() if ln.startswith('processor')])} logical CPUs)"
+
+
+def worker(case: str, method: str, repeat: int, device: str) -> None:
     import torch  # noqa: F401  (loaded up front, as in any PyTorch session: its import is not timed)
 
     mask, weight = make_layer(case)
+    routes: list[str] = []
     if method == "sift":
         import sift_graph
+        from sift_graph.spectral import record_routes
 
-        fn = lambda: sift_graph.layer_metrics(mask, weight)  # noqa: E731
+        def fn():
+            with record_routes() as taken:
+                out = sift_graph.layer_metrics(mask, weight, device=device)
+            routes[:] = taken
+            return out
     else:
         dense_first = method == "reference"
         fn = lambda: baseline_layer_metrics(mask, weight, dense_first)  # noqa: E731
+        repeat = 1
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = fn()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    seconds = cpu = math.inf
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = fn()
+        seconds, cpu = min(seconds, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mb": rss / 1024, "added_mb": (rss - rss_before) / 1024,
-                      "metrics": {k: res[k] for k in METRICS}}))
+                      "metrics": {k: res[k] for k in METRICS},
+                      "routes": ",".join(f"{r}×{n}" for r, n in Counter(routes).items())}))
 
 
-def measure(case: str, method: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", case, method],
+def measure(case: str, method: str, repeat: int = 1, device: str = "cpu") -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--worker", case, method, str(repeat), device],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{case}/{method} failed:\n{proc.stderr}")
@@ -146,22 +177,30 @@ def main(argv=None) -> None:
     p.add_argument("--skip-baseline-large", action="store_true",
                    help=f"skip the (minutes-long) baselines on {', '.join(LARGE)}")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ", ".join(CASES))
-    p.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated subset of " + ", ".join(BASELINES))
+    p.add_argument("--repeat", type=int, default=3, help="sift calls per case; the fastest counts (default 3)")
+    p.add_argument("--device", default="cpu", help="layer_metrics device for sift (default cpu)")
+    p.add_argument("--worker", nargs=4, metavar=("CASE", "METHOD", "REPEAT", "DEVICE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(*args.worker)
+        case, method, repeat, device = args.worker
+        return worker(case, method, int(repeat), device)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown = [c for c in cases if c not in CASES] + [b for b in baselines if b not in BASELINES]
     if unknown:
-        raise SystemExit(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+        raise SystemExit(f"unknown case(s)/baseline(s) {unknown}; choose from {list(CASES)} and {list(BASELINES)}")
+    print(f"CPU: {cpu_model()}; Python {platform.python_version()}")
     print("speed-up = baseline seconds / sift seconds, measured in this run; |diff| = largest |sift - baseline|")
     print(f"{'case':12s} {'method':10s} {'seconds':>9s} {'cpu s':>8s} {'speed-up':>9s} {'peak MB':>8s} {'added MB':>9s}  "
           + "  ".join(f"{m:>12s}" for m in METRICS))
+    summary = []
     for case in cases:
-        ours = measure(case, "sift")
+        ours = measure(case, "sift", args.repeat, args.device)
         print(f"{case:12s} {'sift':10s} {ours['seconds']:9.3f} {ours['cpu']:8.3f} {'':>9s} {ours['rss_mb']:8.0f} "
               f"{ours['added_mb']:9.0f}  " + "  ".join(f"{ours['metrics'][m]:12.6f}" for m in METRICS), flush=True)
-        for method in BASELINES:
+        print(f"{case:12s} {'  routes':10s} {ours['routes']}", flush=True)
+        for method in baselines:
             if args.skip_baseline_large and case in LARGE:
                 print(f"{case:12s} {method:10s} {'skipped':>9s}")
                 continue
@@ -172,6 +211,13 @@ def main(argv=None) -> None:
             diffs = [abs(ours["metrics"][m] - r["metrics"][m]) for m in METRICS]
             print(f"{case:12s} {'  |diff|':10s} {'':9s} {'':8s} {'':9s} {'':8s} {'':9s}  "
                   + "  ".join(f"{d:12.2e}" for d in diffs), flush=True)
+            summary.append((case, method, ours["seconds"], r["seconds"], r["seconds"] / ours["seconds"], max(diffs),
+                            ours["rss_mb"], ours["routes"]))
+    if summary:
+        print("\n| layer | baseline | sift s | baseline s | speed-up | max abs diff | sift peak MB | sift routes |")
+        print("|---|---|---|---|---|---|---|---|")
+        for case, method, s_ours, s_base, ratio, diff, rss, routes in summary:
+            print(f"| {case} | {method} | {s_ours:.3f} | {s_base:.2f} | {ratio:.1f}x | {diff:.1e} | {rss:.0f} | {routes} |")
 
 
 if __name__ == "__main__":

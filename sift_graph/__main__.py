@@ -3,16 +3,23 @@
 Exit status, for every command: 0 everything done; 1 some inputs were skipped (each reported on one
 ``skipped:`` line); 2 usage error (bad option, nonexistent path, no runs found, unusable output
 folder); 3 sift itself failed (a bug: one line naming the traceback file; ``--debug`` prints it).
+
+Each command is a module listed in :data:`COMMANDS` with ``add_parser(sub, parents)`` (register its
+subparser, ``parents`` giving the common options) and ``run(args) -> exit status``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import traceback
+from datetime import datetime
+from pathlib import Path
 
 from . import cli_analyze
 from .analysis.options import UsageError
+from .files import atomic_write_text
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 COMMANDS = (cli_analyze,)
@@ -32,12 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _report_crash(exc: BaseException, debug: bool) -> None:
     where = "above"
+    if not debug:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        report = Path(tempfile.gettempdir()) / f"sift-crash-{stamp}-{os.getpid()}.txt"
+        try:
+            atomic_write_text(report, traceback.format_exc())
+            where = f"in {report}"
+        except OSError:  # no writable temporary folder: the traceback goes to stderr after all
+            debug = True
     if debug:
         traceback.print_exc()
-    else:
-        with tempfile.NamedTemporaryFile("w", prefix="sift-crash-", suffix=".txt", delete=False) as f:
-            traceback.print_exc(file=f)
-        where = f"in {f.name}"
     message = str(exc).splitlines()[0] if str(exc) else ""
     print(f"error: sift crashed ({type(exc).__name__}: {message}); traceback {where}; "
           "please report it", file=sys.stderr)

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from .validation import check_layer, check_weight
 
-__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "csc_structure", "degree_classes", "node_counts", "dense_rows"]
+__all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts",
+           "dense_rows", "touched_columns", "layer_biadjacencies"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -26,22 +27,21 @@ def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
     return n_in, n_out
 
 
-def csc_structure(t2d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSC structure of B from the nonzeros of ``t2d`` (shape (n_out, n_in), one output per row).
+def _csr_structure(present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR structure of B from ``present`` (bool, shape (n_out, n_in), one output per row).
 
-    Row-major nonzeros of ``t2d`` are B's columns in order, so the CSC form is read off directly
-    (no sort) and converted to CSR in linear time by
-    ``sp.csc_matrix((data, inputs, indptr), shape=(n_in, n_out)).tocsr()``.
-    Returns ``(flat, inputs, indptr)``: flat positions of the nonzeros in ``t2d`` (to gather
-    ``data``), their input-node indices, and B's column pointer.
+    Read off a transposed copy (B's rows in order: no sort, no CSC→CSR pass). Returns
+    ``(cols, source, indptr)``: B's column indices, the flat positions of the entries in the
+    (n_out, n_in) tensor (to gather values), and B's row pointer.
     """
-    n_out, n_in = t2d.shape
-    flat = np.flatnonzero(t2d)
-    counts = np.count_nonzero(t2d, axis=1)
-    indptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    inputs = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, counts)
-    return flat, inputs, indptr
+    n_out, n_in = present.shape
+    rows_major = np.ascontiguousarray(present.T)  # (n_in, n_out)
+    flat = np.flatnonzero(rows_major)
+    indptr = np.zeros(n_in + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(rows_major, axis=1), out=indptr[1:])
+    row_of = flat // n_out
+    cols = flat - row_of * n_out
+    return cols, cols * n_in + row_of, indptr
 
 
 def biadjacency(tensor: Any) -> sp.csr_matrix:
@@ -67,9 +67,10 @@ def biadjacency(tensor: Any) -> sp.csr_matrix:
     """
     t2d = check_weight(tensor, name="tensor")
     t2d = t2d.reshape(t2d.shape[0], -1)
-    flat, inputs, indptr = csc_structure(t2d)
-    data = t2d.reshape(-1)[flat].astype(np.float64)
-    return sp.csc_matrix((data, inputs, indptr), shape=t2d.shape[::-1]).tocsr()
+    cols, source, indptr = _csr_structure(t2d != 0)
+    b = sp.csr_matrix((t2d.reshape(-1)[source].astype(np.float64), cols, indptr), shape=t2d.shape[::-1])
+    b.has_sorted_indices = True
+    return b
 
 
 def node_labels(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -139,15 +140,61 @@ def degree_classes(b: sp.csr_matrix) -> list[tuple[int, np.ndarray]]:
     return [classes[i] for i in np.argsort(first, kind="stable")]
 
 
-def dense_rows(b: sp.csr_matrix, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """``b[rows]`` as a dense array (len(rows) × n_cols), gathered straight from the CSR arrays
-    (no intermediate sparse objects: degree classes are many and small)."""
+def _row_entries(b: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``b.indices``/``b.data`` of the entries of ``rows`` (in order), and per-row counts."""
     starts = b.indptr[rows]
     lengths = b.indptr[rows + 1] - starts
     total = int(lengths.sum())
-    out = np.zeros((len(rows), b.shape[1]), dtype=dtype)
-    if total:
-        row_ids = np.repeat(np.arange(len(rows)), lengths)
-        offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
-        out[row_ids, b.indices[offsets]] = b.data[offsets]
+    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
+    return offsets, lengths
+
+
+def dense_rows(b: sp.csr_matrix, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``b[rows]`` as a dense array (len(rows) × n_cols), gathered straight from the CSR arrays
+    (no intermediate sparse objects: degree classes are many and small)."""
+    n_cols = b.shape[1]
+    out = np.zeros((len(rows), n_cols), dtype=dtype)
+    offsets, lengths = _row_entries(b, rows)
+    if len(offsets):
+        flat = np.repeat(np.arange(0, len(rows) * n_cols, n_cols), lengths) + b.indices[offsets]
+        out.reshape(-1)[flat] = b.data[offsets]
     return out
+
+
+def touched_columns(b: sp.csr_matrix, groups: list[np.ndarray]) -> np.ndarray:
+    """Number of distinct columns holding a stored entry of each row group ``b[rows]`` (the o_g of
+    a degree class, metrics.md §3.2), for all groups in one vectorised pass."""
+    out = np.zeros(len(groups), dtype=np.int64)
+    n_cols = b.shape[1]
+    per_chunk = max(1, 2**26 // max(n_cols, 1))  # bounds the (groups × columns) bool table to 64 MB
+    for c0 in range(0, len(groups), per_chunk):
+        chunk = groups[c0 : c0 + per_chunk]
+        rows = np.concatenate(chunk)
+        offsets, lengths = _row_entries(b, rows)
+        group_of = np.repeat(np.repeat(np.arange(len(chunk)), [len(g) for g in chunk]), lengths)
+        seen = np.zeros((len(chunk), n_cols), dtype=bool)
+        seen.reshape(-1)[group_of * n_cols + b.indices[offsets]] = True
+        out[c0 : c0 + len(chunk)] = np.count_nonzero(seen, axis=1)
+    return out
+
+
+def layer_biadjacencies(mask: np.ndarray, weight: np.ndarray | None) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
+    """CSR biadjacencies (n_in × n_out, float64) of the mask and of ``|W⊙M|`` (nonzeros only).
+
+    ``mask`` is a checked ``bool`` array, ``weight`` a checked float array of the same shape or
+    None. Weights are gathered at the mask's nonzeros only, never copied whole to float64.
+    """
+    n_in, n_out = layer_dims(mask.shape)
+    cols, source, indptr = _csr_structure(mask.reshape(n_out, n_in))
+    bm = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=(n_in, n_out))
+    bm.has_sorted_indices = True
+    if weight is None:
+        return bm, None
+    vals = np.abs(weight.reshape(-1)[source]).astype(np.float64)
+    if np.all(vals):  # shares bm's (never modified) structure
+        bw = sp.csr_matrix((vals, bm.indices, bm.indptr), shape=(n_in, n_out))
+    else:  # kept weights that are exactly 0 are no edge of |W⊙M|
+        bw = sp.csr_matrix((vals, bm.indices.copy(), bm.indptr.copy()), shape=(n_in, n_out))
+        bw.eliminate_zeros()
+    bw.has_sorted_indices = True
+    return bm, bw

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
-from .analysis.compute import connect_dask
 from .analysis.options import DEFAULT_LAYER_METRIC, FORMATS, INVALID_RULES
 from .layer import CONVENTIONS
 from .pipeline import run_analysis
@@ -52,15 +50,10 @@ def add_parser(sub, parents) -> None:
 
 def run(args) -> int:
     """Analyse; print one ``skipped:`` line per input left out; 1 if any, else 0."""
-    with contextlib.ExitStack() as stack:
-        client = None
-        if args.dask_scheduler is not None:
-            client = stack.enter_context(connect_dask(args.dask_scheduler))
-        result = run_analysis(args.paths, out=args.out, jobs=args.jobs, convention=args.convention,
-                              invalid=args.invalid, figures=not args.no_figures, fmt=args.format,
-                              layer_metric=args.layer_metric, progress=not args.quiet,
-                              device=args.device, max_snapshot_bytes=args.max_snapshot_bytes,
-                              client=client)
+    result = run_analysis(args.paths, out=args.out, jobs=args.jobs, convention=args.convention,
+                          invalid=args.invalid, figures=not args.no_figures, fmt=args.format,
+                          layer_metric=args.layer_metric, progress=not args.quiet, device=args.device,
+                          max_snapshot_bytes=args.max_snapshot_bytes, client=args.dask_scheduler)
     for problem in result.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     for note in result.notes:

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import degree_classes, dense_rows, node_counts
-from .spectral import (GRAM_MAX_SIDE, allowed_threads, single_threaded_blas_products, top2_dense,
-                       top2_singular_values)
+from .bipartite import degree_classes, node_counts, touched_columns
+from .spectral import GRAM_MAX_SIDE, top2_blocks, top2_singular_values
+from .threads import allowed_threads, single_threaded_blas_products
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
 
@@ -41,12 +41,14 @@ def _mixing(sigma2: float, e: int, n_l: int, n_r: int, total_nodes: int) -> floa
     return (sigma2 * math.sqrt(n_l * n_r) - abs(2 * e - d_l * n_l * n_r / total_nodes)) / total_nodes
 
 
-def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True) -> dict:
+def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True,
+                     device: str = "cpu") -> dict:
     """Δr and λ of the whole layer (``Ramanujan.full_graph_score``, metrics.md §3.3).
 
     Returns a dict with ``delta_r``, ``lambda``, ``sigma1``, ``sigma2``, ``lambda_sigma1``,
     ``lambda_sigma2``, ``full_narc``, ``full_weighted_narc`` and ``reasons`` (list of str).
     NaN marks an undefined value. ``mask_spectrum=False`` skips the mask's eigensolve (Δr NaN).
+    ``device``: where the Gram and eigensolve run (:mod:`sift_graph.spectral`).
     """
     out = dict.fromkeys(
         ["delta_r", "lambda", "sigma1", "sigma2", "lambda_sigma1", "lambda_sigma2",
@@ -58,7 +60,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
         return out
     total_nodes = n_in + n_out
     if mask_spectrum:
-        out["sigma1"], out["sigma2"] = top2_singular_values(bm)
+        out["sigma1"], out["sigma2"] = top2_singular_values(bm, device=device)
     if e >= 3 * n_out and e > n_in:  # left = outputs: d_L = E/n_out ≥ 3, d_R = E/n_in > 1
         if mask_spectrum:
             s2 = out["sigma2"]
@@ -71,7 +73,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
     else:
         ew, nw_in, nw_out = node_counts(bw)
         if ew:
-            out["lambda_sigma1"], out["lambda_sigma2"] = top2_singular_values(bw)
+            out["lambda_sigma1"], out["lambda_sigma2"] = top2_singular_values(bw, device=device)
         if ew and ew >= 3 * nw_out and ew > nw_in:
             out["lambda"] = out["lambda_sigma1"] - out["lambda_sigma2"]
             out["full_weighted_narc"] = _mixing(out["lambda_sigma2"], ew, nw_out, nw_in, total_nodes)
@@ -81,7 +83,8 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
     return out
 
 
-def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True) -> list[dict]:
+def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True,
+                 device: str = "cpu") -> list[dict]:
     """Per-degree-class terms of ``Ramanujan.iterative_mean_score`` (metrics.md §3.4).
 
     One dict per class with d ≠ 0 and k ≥ 2, in first-occurrence order: ``degree`` (d),
@@ -90,38 +93,43 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     ``sigma2``, ``mixing``, ``weighted_mixing``, ``d_left``, ``d_right`` (mask means),
     ``w_d_left``, ``w_d_right`` (means on the nonzeros of |W⊙M|_g), ``kept`` (in the mean),
     ``weighted_valid``. ``mask_spectrum=False`` skips the mask eigensolves (Δr_g NaN; which
-    classes are kept depends only on d, k and o).
+    classes are kept depends only on d, k and o). All classes' spectra are solved together by
+    :func:`sift_graph.spectral.top2_blocks` (batched per size bucket).
     """
     _, n_in, n_out = node_counts(bm)
     total_nodes = n_in + n_out
+    classes = [(d, idx) for d, idx in degree_classes(bm) if d != 0 and len(idx) >= 2]
+    groups = [idx for _, idx in classes]
     rows = []
-    for d, idx in degree_classes(bm):
-        k = len(idx)
-        if d == 0 or k < 2:
-            continue
-        bg = dense_rows(bm, idx, np.float32)  # 0/1: exact
-        o = int(np.count_nonzero(bg.any(axis=0)))
-        rec = {"degree": d, "k": k, "o": o, "cheeger": max(k, o) / (k + o - 1),
-               "d_left": float(d), "d_right": k * d / o, "delta_r": NAN, "sigma2": NAN,
-               "gap": NAN, "mixing": NAN, "weighted_mixing": NAN,
-               "w_d_left": NAN, "w_d_right": NAN, "kept": False, "weighted_valid": False}
-        if d >= 3 and k * d > o:
-            rec["kept"] = True
-            if mask_spectrum:
-                _, s2 = top2_dense(bg, binary=True)
-                rec.update(sigma2=s2, delta_r=math.sqrt(d - 1) + math.sqrt(k * d / o - 1) - s2,
-                           mixing=_mixing(s2, k * d, k, o, total_nodes))
-        if bw is not None:
-            bwg = dense_rows(bw, idx)
-            nz = bwg != 0
-            ew, kw, ow = int(nz.sum()), int(nz.any(axis=1).sum()), int(nz.any(axis=0).sum())
-            if ew:
-                rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
-            if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
-                w1, w2 = top2_dense(bwg)
-                rec.update(gap=w1 - w2, weighted_valid=True,
-                           weighted_mixing=_mixing(w2, ew, kw, ow, total_nodes))
-        rows.append(rec)
+    for (d, idx), o in zip(classes, touched_columns(bm, groups)):
+        k, o = len(idx), int(o)
+        rows.append({"degree": d, "k": k, "o": o, "cheeger": max(k, o) / (k + o - 1),
+                     "d_left": float(d), "d_right": k * d / o, "delta_r": NAN, "sigma2": NAN,
+                     "gap": NAN, "mixing": NAN, "weighted_mixing": NAN,
+                     "w_d_left": NAN, "w_d_right": NAN, "kept": d >= 3 and k * d > o, "weighted_valid": False})
+    kept = [i for i, rec in enumerate(rows) if rec["kept"]]
+    if mask_spectrum and kept:
+        s = top2_blocks(bm, [groups[i] for i in kept], binary=True, device=device,
+                        touched=[rows[i]["o"] for i in kept])
+        for i, s2 in zip(kept, s[:, 1]):
+            rec, d = rows[i], rows[i]["degree"]
+            rec.update(sigma2=float(s2), delta_r=math.sqrt(d - 1) + math.sqrt(rec["d_right"] - 1) - float(s2),
+                       mixing=_mixing(float(s2), rec["k"] * d, rec["k"], rec["o"], total_nodes))
+    if bw is None:
+        return rows
+    w_deg = np.diff(bw.indptr)
+    weighted = []
+    for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_columns(bw, groups))):
+        ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
+        if ew:
+            rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
+        if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
+            weighted.append((i, ew, kw, ow))
+    if weighted:
+        s = top2_blocks(bw, [groups[i] for i, *_ in weighted], device=device, touched=[ow for *_, ow in weighted])
+        for (i, ew, kw, ow), (w1, w2) in zip(weighted, s):
+            rows[i].update(gap=float(w1 - w2), weighted_valid=True,
+                           weighted_mixing=_mixing(float(w2), ew, kw, ow, total_nodes))
     return rows
 
 
@@ -157,13 +165,13 @@ def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
 PARALLEL_MIN_EDGES = 100_000
 
 
-def _mask_half(bm: sp.csr_matrix) -> tuple[dict, list[dict]]:
+def _mask_half(bm: sp.csr_matrix) -> tuple[dict, list[dict]]:  # CPU only
     return full_graph_score(bm, None), class_scores(bm, None)
 
 
-def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None) -> bool:
-    """Whether :func:`_both_halves` pays off: a large layer with a weight, two BLAS threads allowed."""
-    return (bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
+def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
+    """Whether :func:`_both_halves` pays off: a large CPU layer with a weight, two BLAS threads allowed."""
+    return (device == "cpu" and bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
             and max(min(bm.shape), min(bw.shape)) <= GRAM_MAX_SIDE)  # ARPACK path stays serial
 
 
@@ -182,13 +190,13 @@ def _both_halves(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]
     return full, classes
 
 
-def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None) -> dict:
+def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu") -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
-    if _parallel(bm, bw):
+    if _parallel(bm, bw, device):
         full, classes = _both_halves(bm, bw)
     else:
-        full = full_graph_score(bm, bw)
-        classes = [] if bm.nnz == 0 else class_scores(bm, bw)
+        full = full_graph_score(bm, bw, device=device)
+        classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device)
     reasons = full.pop("reasons")
     it = iterative_mean_score(classes, bw is not None)
     if bm.nnz == 0:

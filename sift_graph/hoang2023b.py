@@ -16,8 +16,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import degree_classes, dense_rows, node_counts
-from .spectral import top2_dense, top2_singular_values
+from .bipartite import degree_classes, node_counts, touched_columns
+from .spectral import top2_blocks, top2_singular_values
 
 __all__ = ["ramanujan_score", "class_scores", "iterative_mean_spectral_gap", "metrics"]
 
@@ -30,7 +30,7 @@ def _delta_s(sigma1: float, sigma2: float) -> tuple[float, float]:
     return ub - sigma2, ub
 
 
-def ramanujan_score(bs: sp.csr_matrix) -> dict:
+def ramanujan_score(bs: sp.csr_matrix, *, device: str = "cpu") -> dict:
     """``scores.ramanujan_score`` of the whole layer (metrics.md §3.1); NaN where it gives None.
 
     ``sigma1``/``sigma2`` are reported whenever the layer has edges (the reference leaves them
@@ -42,7 +42,7 @@ def ramanujan_score(bs: sp.csr_matrix) -> dict:
     if e == 0:
         out["reasons"] = ["no_edges"]
         return out
-    out["sigma1"], out["sigma2"] = s1, s2 = top2_singular_values(bs)
+    out["sigma1"], out["sigma2"] = s1, s2 = top2_singular_values(bs, device=device)
     if not (e >= 3 * n_l and e >= 3 * n_r):
         out["reasons"] = ["degree_rule"]
         return out
@@ -60,25 +60,28 @@ def ramanujan_score(bs: sp.csr_matrix) -> dict:
     return out
 
 
-def class_scores(bs: sp.csr_matrix) -> list[dict]:
+def class_scores(bs: sp.csr_matrix, *, device: str = "cpu") -> list[dict]:
     """One dict per subgraph of ``find_d_left_regular`` (count ≥ 3, degree ≠ 0), in order of first
     occurrence: ``degree``, ``count``, ``o``, ``valid``, and if valid ``delta_r``, ``delta_r_ub``,
-    ``delta_s``, ``delta_s_ub``, ``sigma1``, ``sigma2``, ``ep`` (= o/count)."""
+    ``delta_s``, ``delta_s_ub``, ``sigma1``, ``sigma2``, ``ep`` (= o/count). Spectra of all valid
+    subgraphs are solved together by :func:`sift_graph.spectral.top2_blocks`."""
+    classes = [(d, idx) for d, idx in degree_classes(bs) if len(idx) >= 3 and d != 0]
+    groups = [idx for _, idx in classes]
     rows = []
-    for d, idx in degree_classes(bs):
-        c = len(idx)
-        if c < 3 or d == 0:
-            continue
-        bg = dense_rows(bs, idx, np.float32)  # 0/1: exact
-        o = int(np.count_nonzero(bg.any(axis=0)))
-        rec = {"degree": d, "count": c, "o": o, "valid": bool(d >= 3 and c * d >= 3 * o)}
-        if rec["valid"]:
-            s1, s2 = top2_dense(bg, binary=True)
+    for (d, idx), o in zip(classes, touched_columns(bs, groups)):
+        c, o = len(idx), int(o)
+        rows.append({"degree": d, "count": c, "o": o, "valid": bool(d >= 3 and c * d >= 3 * o)})
+    valid = [i for i, rec in enumerate(rows) if rec["valid"]]
+    if valid:
+        for i, (s1, s2) in zip(valid, top2_blocks(bs, [groups[i] for i in valid], binary=True, device=device,
+                                                 touched=[rows[i]["o"] for i in valid])):
+            rec = rows[i]
+            d, c, o = rec["degree"], rec["count"], rec["o"]
+            s1, s2 = float(s1), float(s2)
             ub = math.sqrt(d - 1) + math.sqrt(c * d / o - 1)
             sm, sm_ub = _delta_s(s1, s2)
             rec.update(sigma1=s1, sigma2=s2, delta_r=ub - s2, delta_r_ub=ub,
                        delta_s=sm, delta_s_ub=sm_ub, ep=o / c)
-        rows.append(rec)
     return rows
 
 
@@ -109,11 +112,11 @@ def iterative_mean_spectral_gap(classes: list[dict]) -> dict:
     return out
 
 
-def metrics(bs: sp.csr_matrix) -> dict:
+def metrics(bs: sp.csr_matrix, *, device: str = "cpu") -> dict:
     """All hoang2023b metrics of one layer with structure ``bs`` (see :func:`sift_graph.layer_metrics`)."""
-    full = ramanujan_score(bs)
+    full = ramanujan_score(bs, device=device)
     reasons = full.pop("reasons")
-    it = iterative_mean_spectral_gap(class_scores(bs))
+    it = iterative_mean_spectral_gap(class_scores(bs, device=device))
     if "no_edges" in reasons:  # an empty layer reports only no_edges
         it["reasons"] = []
     reasons += it.pop("reasons")

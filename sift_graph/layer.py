@@ -1,39 +1,23 @@
 """``layer_metrics``: every Ramanujan-graph metric of one sparse layer, under one convention."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import hoang2023a, hoang2023b
-from .bipartite import csc_structure, layer_dims
-from .spectral import metric_threads
-from .validation import check_layer
+from .bipartite import layer_biadjacencies, layer_dims
+from .threads import metric_threads
+from .validation import check_device, check_layer
 
-__all__ = ["layer_metrics", "layer_biadjacencies", "CONVENTIONS"]
+__all__ = ["layer_metrics", "CONVENTIONS"]
 
 CONVENTIONS = ("hoang2023a", "hoang2023b")
 
 
-def layer_biadjacencies(mask: np.ndarray, weight: np.ndarray | None) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
-    """CSR biadjacencies (n_in × n_out, float64) of the mask and of ``|W⊙M|`` (nonzeros only).
-
-    ``mask`` is a checked ``bool`` array, ``weight`` a checked float array of the same shape or
-    None. Built from the mask's nonzeros only: the dense tensor is never copied to float64.
-    """
-    n_in, n_out = layer_dims(mask.shape)
-    flat, cols, indptr = csc_structure(mask.reshape(n_out, n_in))
-    bm = sp.csc_matrix((np.ones(len(flat)), cols, indptr), shape=(n_in, n_out)).tocsr()
-    if weight is None:
-        return bm, None
-    vals = np.abs(weight.reshape(-1)[flat]).astype(np.float64)
-    bw = sp.csc_matrix((vals, cols, indptr), shape=(n_in, n_out)).tocsr()
-    bw.eliminate_zeros()
-    return bm, bw
-
-
-def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023a") -> dict:
+def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023a", device: str = "cpu") -> dict:
     """Ramanujan-graph metrics of one sparse layer.
 
     Parameters
@@ -47,6 +31,9 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
         hoang2023b uses the mask as the graph.
     convention : {"hoang2023a", "hoang2023b"}
         Which reference code's rules to follow (``docs/metrics.md``; spec §9.1).
+    device : str
+        ``"cpu"`` (default) or a CUDA device (``"cuda"``, ``"cuda:1"``): the Gram matrices and the
+        batched eigensolves then run there with torch in float64 (same values within 1e-9·σ1).
 
     Returns
     -------
@@ -69,19 +56,32 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
     Raises
     ------
     ValueError
-        Unknown convention, wrong rank, mismatched shapes, non-binary mask, NaN/inf weights.
+        Unknown convention, wrong rank, mismatched shapes, non-binary mask, NaN/inf weights, a
+        tensor without values (meta device), weights whose singular values overflow float64, or a
+        CUDA device without CUDA.
+
+    Notes
+    -----
+    Every singular value is computed on the matrix divided by a power of two near its largest
+    entry and multiplied back (σ(c·B) = c·σ(B), exact for powers of two), so weights of any finite
+    magnitude give correct values: λ, λ_imsg and the σ's scale linearly with a global weight scale.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; expected one of {CONVENTIONS}")
+    device = check_device(device)
     m, w = check_layer(mask, weight)
     n_in, n_out = layer_dims(m.shape)
     with metric_threads():
         bm, bw = layer_biadjacencies(m, w)
         if convention == "hoang2023a":
-            out = hoang2023a.metrics(bm, bw)
+            out = hoang2023a.metrics(bm, bw, device=device)
         else:
             bs = bm if bw is None else sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=bw.shape)
-            out = hoang2023b.metrics(bs)
+            out = hoang2023b.metrics(bs, device=device)
     out = {"n_in": n_in, "n_out": n_out, **out}
+    overflow = [k for k, v in out.items() if isinstance(v, float) and math.isinf(v)]
+    if overflow:
+        raise ValueError(f"{', '.join(overflow)} overflow float64 (largest |weight| "
+                         f"{float(np.max(np.abs(w))):.3g}); rescale the weights")
     return {k: (v if isinstance(v, str) else int(v) if isinstance(v, (int, np.integer)) else float(v))
             for k, v in out.items()}

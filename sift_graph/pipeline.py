@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis.cache import SnapshotCache, look_up
-from .analysis.compute import SnapshotResult, compute_local, compute_on_dask
+from .analysis.compute import SnapshotResult, compute_local, compute_on_dask, dask_client
 from .analysis.discovery import find_runs, run_labels
 from .analysis.figures import write_figures
 from .analysis.loading import load_runs
@@ -50,7 +50,7 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
     options = make_options(paths, out=out, jobs=jobs, convention=convention, invalid=invalid,
                            figures=figures, fmt=fmt, layer_metric=layer_metric, device=device,
                            max_snapshot_bytes=max_snapshot_bytes, progress=progress,
-                           distributed=client is not None)
+                           client=client)
     found = find_runs(options.paths)
     if not found.runs and not found.problems:
         raise UsageError(f"no run folders (with a config.json) under {', '.join(map(str, options.paths))}")
@@ -77,10 +77,11 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
     route = dict(convention=options.convention, device=options.device, on_result=on_result,
                  progress=options.progress)
     try:
-        if client is not None:
-            compute_on_dask(todo, client=client, **route)
-        else:
+        if client is None:
             compute_local(todo, workers=options.jobs, **route)
+        elif todo:
+            with dask_client(client) as connected:
+                compute_on_dask(todo, client=connected, **route)
     finally:
         cache.save_index()
 
@@ -107,8 +108,9 @@ def analyze(paths, *, out=None, jobs: int | None = None, convention: str = "hoan
     (default ``<first path>/sift-analysis/``); returns ``(layers_df, summary_df)``.
 
     ``jobs`` processes (default: all cores; 1 on a GPU) compute the snapshots missing from the cache
-    in ``out/cache``; with ``client`` (a ``dask.distributed.Client``) the cluster computes them
-    instead, with the same cache and the same tables. ``device`` (``"cpu"``, ``"cuda"``) is passed to
+    in ``out/cache``; with ``client`` (a ``dask.distributed.Client``, or a scheduler address such as
+    ``"tcp://host:8786"``) the Dask cluster computes them instead, with the same cache and the same
+    tables. ``device`` (``"cpu"``, ``"cuda"``) is passed to
     :func:`sift_graph.layer_metrics`. ``invalid`` is the layer aggregation (``specs/metrics.md``
     §9.4): ``"skip"`` averages valid layers only, ``"zero"`` counts invalid layers as 0.
     ``max_snapshot_bytes`` overrides the per-snapshot size limit derived from each run's

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import hoang2023a
-from .layer import layer_biadjacencies
-from .spectral import metric_threads
+from .bipartite import layer_biadjacencies
+from .threads import metric_threads
 from .validation import check_layer
 
 __all__ = ["delta_r", "delta_r_imdb", "spectral_gap", "spectral_gap_imsg"]

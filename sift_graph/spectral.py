@@ -1,114 +1,116 @@
-"""Top-two singular values of a biadjacency matrix, exact in float64 and deterministic.
+"""Top-two singular values of biadjacency matrices, exact in float64 and deterministic.
 
 Spec: ``../shared/specs/metrics.md`` §4, §8, §9.2; solver choice from ``ecosystem.md`` §4.
 The references take the 3rd largest ``|eig|`` of the bipartite adjacency ``[[0, B], [Bᵀ, 0]]``
 (float32 ARPACK, random start). That number is σ2(B) exactly, because the adjacency spectrum is
-``{±σ_i(B)} ∪ {0, …}``; so we compute σ1 ≥ σ2 of B itself:
+``{±σ_i(B)} ∪ {0, …}``; so we compute σ1 ≥ σ2 of B itself.
+
+Whole layers (:func:`top2_singular_values`):
 
 * isolated rows/columns are dropped (they change no nonzero singular value);
 * a graph with several connected components is solved per component and the values merged
   (the spectrum of a block-diagonal matrix is the union of its blocks' spectra): identical
   components then give σ1 = σ2 bit for bit, so the gap of ``lin64_blockdiag_tie`` is exactly 0;
-* up to ``GRAM_MAX_SIDE`` nodes on the smaller side: the Gram matrix of the smaller side,
-  formed sparse (cost Σ_rows nnz²) or by dense BLAS in row chunks (cost n_big·m²), whichever the
-  cost model says is cheaper, then a dense symmetric eigensolve of the top two eigenvalues.
-  A 0/1 Gram is formed by int8 GEMM (``torch._int_mm``, int32 accumulation) or float32 BLAS:
-  its entries are integer counts < 2²⁴, so either result is exact, and 2-6× faster than float64;
-* rank-deficient blocks (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
-  ≈ √eps·σ1 (spec §8), are recomputed by SVD;
-* larger smaller sides, and weighted (non-0/1) matrices whose float64 Gram would cost more than
-  ``_ARPACK_MIN_FLOAT_GRAM_MACS`` multiply-adds: ``svds(k=2, solver="arpack", tol=0)`` with a fixed
-  start vector.
+* each component takes the cheaper of two exact routes by the cost model below (never by the
+  machine): ``gram`` — the Gram matrix of the smaller side (m ≤ ``GRAM_MAX_SIDE``), formed by
+  dense BLAS in row chunks (n·m² multiply-adds) or by a sparse product (Σ_rows nnz²), then LAPACK
+  ``eigh`` for the top two (≈ 4/3·m³); or ``lanczos`` — ARPACK ``svds(k=2, tol=0)`` on B with a
+  fixed start vector (≈ ``_LANCZOS_MATVECS`` mat-vecs with B and Bᵀ, 2·nnz each). A 0/1 Gram is
+  formed in float32 BLAS: its entries are integer counts < 2²⁴, so the product is exact;
+* rank-deficient Grams (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
+  ≈ √eps·σ1 (spec §8), are recomputed by dense SVD (``svd``), or ARPACK when too large.
+
+Degree classes (:func:`top2_blocks`): every row block's Gram of its smaller side is written into
+a zero-padded stack per size bucket and solved by one batched ``eigvalsh`` call per bucket.
+Zero padding appends exact zero eigenvalues to a positive semi-definite Gram, so its top two
+(clipped at 0, as every route does) are unchanged.
+
+Scaling: σ(c·B) = c·σ(B). Non-0/1 matrices are divided by the power of two nearest above their
+largest entry (exact in binary floating point, so every value is bit-identical to the unscaled
+solve whenever that does not overflow or underflow) and the singular values multiplied back.
+Weights of 1e-300 or 1e300 therefore give the same relative accuracy as weights of 1; a σ1 beyond
+float64's range raises ``ValueError``.
+
+Devices: ``device="cuda"`` forms the Grams and runs the (batched) eigensolves with torch in float64
+on that device; connected components, Lanczos and the rare SVD fallback stay on the CPU.
 """
 from __future__ import annotations
 
 import contextlib
-import platform
+import math
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import svds
-from threadpoolctl import ThreadpoolController
 
-from .bipartite import dense_rows
+from .bipartite import dense_rows, touched_columns
+from .threads import blas_threads
 
-__all__ = ["top2_singular_values", "top2_dense", "blas_threads", "metric_threads", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
+__all__ = ["top2_singular_values", "top2_blocks", "record_routes", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
 
 #: Largest smaller side (nodes) solved through a dense Gram; above it, ARPACK on B.
 #: A 4096² float64 Gram is 134 MB and its eigensolve ≈ 2-3 s; svds wins beyond (ecosystem.md §4.2).
 GRAM_MAX_SIDE = 4096
+#: The same limit for a Gram on an accelerator (a 16384² float64 Gram is 2 GB of device memory).
+DEVICE_GRAM_MAX_SIDE = 16384
 #: σ2/σ1 below which the Gram is not trusted and SVD is used (metrics.md §8: passes all 448
 #: test-vector matrices at 1e-9·σ1).
 RANK_DEFICIENT_RTOL = 1e-6
-#: Measured on the 2-core (AVX-512) dev machine: scipy's sparse matmul ≈ 0.22 GMAC/s, OpenBLAS
-#: dgemm ≈ 45 GMAC/s per core; dense wins when it needs < 150× the sparse multiply-adds.
-_DENSE_SPEEDUP = 150.0
+
+#: Cost model: seconds ≈ operations / rate. Rates of one core, measured on the 2-core AVX-512
+#: development machine: float32 GEMM 1.2e11 and float64 GEMM 4.3e10 multiply-adds/s, LAPACK's
+#: tridiagonal reduction 2e10 flop/s, scipy CSR mat-vec 1.3e9 and scipy's sparse × sparse product
+#: 5e8 multiply-adds/s. Only ratios matter. On AVX2-only or ARM cores the GEMM rates are ≈ 2× lower
+#: while the sparse ones stay, which moves each break-even point by ≤ 2×, where the two routes cost
+#: the same within 2×: no route is ever far from the faster one.
+_RATES = {"gemm32": 1.2e11, "gemm64": 4.3e10, "eig": 2e10, "spmv": 1.3e9, "spgemm": 5e8}
+#: ARPACK mat-vec pairs for σ2 at ``tol=0`` (150-190 measured on random layers, ncv = 40), and
+#: the fixed cost of one ARPACK step (reverse communication, orthogonalisation), in seconds.
+_LANCZOS_MATVECS = 200
+_LANCZOS_STEP_SECONDS = 5e-5
 #: Whole-layer dense Gram products (MACs) large enough to use every core the caller allows
 #: (class blocks stay single-threaded: measured 3× slower with 2 threads on a loaded 2-core box).
 _THREADED_MACS = 1e10
-#: 0/1 Grams of at least this many multiply-adds use the int8 GEMM; its chunks hold this many entries.
-_INT_GEMM_MIN_MACS = 1e8
-_INT_GEMM_CHUNK_ENTRIES = 2**25
-#: Rows per dense chunk when forming a Gram with BLAS (bounds memory to chunk·m·8 bytes).
-_CHUNK_ROWS = 2048
-#: Smaller sides at or below this use numpy's full eigvalsh; above, LAPACK evr for the top 2 only.
-_FULL_EIG_MAX = 256
+#: Entries per dense chunk when forming a Gram or a block stack (bounds memory to ~128 MB).
+_CHUNK_ENTRIES = 2**24
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
-#: Weighted (non-0/1) matrices whose float64 Gram needs at least this many multiply-adds go to
-#: ARPACK instead: the |W| of a 14571 × 1619 conv at 10 % density (3.8e10 MACs) took 1.04 s by Gram +
-#: eigh and 0.64 s by ``svds`` on the dev machine, equal to 2e-13; 0/1 Grams stay on the (int8) GEMM.
-_ARPACK_MIN_FLOAT_GRAM_MACS = 2e10
+#: Class blocks whose smaller side exceeds this go through :func:`top2_singular_values`.
+_BLOCK_MAX_SIDE = 2048
+#: A size bucket of :func:`top2_blocks` holds sides in [s, max(s + 8, 1.15·s)]: padding costs at
+#: most 1.15³ ≈ 1.5× the eigensolve flops of a large block, and small blocks share one call.
+_BUCKET_RATIO, _BUCKET_SLACK = 1.15, 8
 
-_CONTROLLER = ThreadpoolController()
-#: BLAS threads a large product may use inside :func:`metric_threads` (the caller's own limit).
-_allowed_threads = 1
-
-
-def _current_blas_threads() -> int:
-    counts = [lib["num_threads"] for lib in _CONTROLLER.info() if lib.get("user_api") == "blas"]
-    return max(counts, default=1)
+#: Route names taken while :func:`record_routes` is active (None: not recording).
+_route_log: list[str] | None = None
 
 
 @contextlib.contextmanager
-def metric_threads():
-    """Run metric code with single-threaded BLAS; large dense Gram products may go back up to the
-    thread count the caller had (so a worker pinned to 1 thread by its caller stays at 1).
+def record_routes():
+    """Collect the names of the solver routes taken inside the block (for benchmarks)::
 
-    Many small eigenproblems run far slower with >1 BLAS thread on a loaded 2-core machine
-    (ecosystem.md §4.4).
+        with record_routes() as routes:
+            layer_metrics(mask, weight)
+        # routes == ["gram-dense32", "lanczos", "blocks", ...]
     """
-    global _allowed_threads
-    previous, _allowed_threads = _allowed_threads, _current_blas_threads()
+    global _route_log
+    previous, _route_log = _route_log, []
     try:
-        with _CONTROLLER.limit(limits=1):
-            yield
+        yield _route_log
     finally:
-        _allowed_threads = previous
+        _route_log = previous
 
 
-def allowed_threads() -> int:
-    """BLAS threads the caller of :func:`metric_threads` allowed (1 outside it)."""
-    return _allowed_threads
+def _note(route: str) -> None:
+    if _route_log is not None:
+        _route_log.append(route)
 
 
-@contextlib.contextmanager
-def single_threaded_blas_products():
-    """Keep large Gram products single-threaded too (while two Python threads share the cores)."""
-    global _allowed_threads
-    previous, _allowed_threads = _allowed_threads, 1
-    try:
-        yield
-    finally:
-        _allowed_threads = previous
-
-
-def blas_threads(n: int | None = 1):
-    """Context manager limiting BLAS/OpenMP threads to ``n`` (``None``: as many as the caller of
-    :func:`metric_threads` allowed)."""
-    return _CONTROLLER.limit(limits=_allowed_threads if n is None else n)
+def _use_torch(device: str) -> bool:
+    return device != "cpu"
 
 
 def _fixed_v0(n: int) -> np.ndarray:
@@ -118,7 +120,6 @@ def _fixed_v0(n: int) -> np.ndarray:
 
 def _compress(b: sp.csr_matrix) -> sp.csr_matrix:
     """Drop all-zero rows and columns; orient so that columns are the smaller side."""
-    b = b.tocsr()
     rows = np.flatnonzero(np.diff(b.indptr))
     cols = np.flatnonzero(np.bincount(b.indices, minlength=b.shape[1]))
     if len(rows) != b.shape[0] or len(cols) != b.shape[1]:
@@ -129,65 +130,75 @@ def _compress(b: sp.csr_matrix) -> sp.csr_matrix:
     return b
 
 
-def _gram(b: sp.csr_matrix) -> np.ndarray:
+def _is_binary(b: sp.csr_matrix) -> bool:
+    return max(b.shape) < 2**24 and bool(np.all(b.data == 1.0))
+
+
+#: Scale exponents within ±this are left at 0: squares and sums of n ≤ 2⁶³ such terms stay far
+#: inside float64's range, and scaling by a power of two would not change a single bit anyway.
+_SAFE_EXPONENT = 200
+
+
+def _scale_exponent(max_abs: float) -> int:
+    """``e`` with ``max_abs·2⁻ᵉ`` in [0.5, 1) (dividing by 2ᵉ is exact in binary floating point),
+    or 0 where no scaling is needed."""
+    e = math.frexp(max_abs)[1]
+    return e if abs(e) > _SAFE_EXPONENT else 0
+
+
+def _unscale(s: np.ndarray, e) -> np.ndarray:
+    """``s·2ᵉ``; ``ValueError`` if a singular value does not fit in float64."""
+    with np.errstate(over="ignore"):
+        s = np.ldexp(s, e)
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"singular values overflow float64 (largest |entry| ≈ 2^{int(np.max(e))}); "
+                         "rescale the weights")
+    return s
+
+
+def _route(b: sp.csr_matrix, binary: bool) -> str:
+    """Cheapest exact route for the connected, compressed ``b`` (n × m, m ≤ n) by the cost model."""
+    n, m = b.shape
+    if m > GRAM_MAX_SIDE:
+        return "lanczos"
+    row_nnz = np.diff(b.indptr).astype(np.float64)
+    dense = float(n) * m * m / _RATES["gemm32" if binary else "gemm64"]
+    sparse = float(row_nnz @ row_nnz) / _RATES["spgemm"]
+    eig = 4.0 / 3.0 * float(m) ** 3 / _RATES["eig"]
+    lanczos = _LANCZOS_MATVECS * (2.0 * b.nnz / _RATES["spmv"] + _LANCZOS_STEP_SECONDS)
+    if lanczos < min(dense, sparse) + eig:
+        return "lanczos"
+    if sparse < dense:
+        return "gram-sparse"
+    return "gram-dense32" if binary else "gram-dense64"
+
+
+def _gram(b: sp.csr_matrix, route: str) -> np.ndarray:
     """``BᵀB`` (m × m, float64, dense) of the compressed matrix ``b`` (n × m, m ≤ n)."""
     n, m = b.shape
-    row_nnz = np.diff(b.indptr).astype(np.float64)
-    sparse_cost = float(row_nnz @ row_nnz)
-    dense_cost = float(n) * m * m
-    if dense_cost > _DENSE_SPEEDUP * sparse_cost:
+    if route == "gram-sparse":
         return (b.T @ b).toarray()
-    binary = _is_binary(b)
-    if binary and dense_cost >= _INT_GEMM_MIN_MACS:
-        g = _int8_gram(b)
-        if g is not None:
-            return g
-    dtype = np.float32 if binary else np.float64
+    dtype = np.float32 if route == "gram-dense32" else np.float64  # float32: exact 0/1 counts < 2²⁴
     g = np.zeros((m, m), dtype=dtype)
-    with blas_threads(None if dense_cost >= _THREADED_MACS else 1):
-        for start in range(0, n, _CHUNK_ROWS):
-            d = dense_rows(b, np.arange(start, min(start + _CHUNK_ROWS, n)), dtype)
+    rows = max(1, _CHUNK_ENTRIES // m)
+    with blas_threads(None if float(n) * m * m >= _THREADED_MACS else 1):
+        for start in range(0, n, rows):
+            d = dense_rows(b, np.arange(start, min(start + rows, n)), dtype)
             g += d.T @ d
     return g.astype(np.float64, copy=False)
 
 
-def _is_binary(b: sp.csr_matrix) -> bool:
-    return b.shape[0] < 2**24 and bool(np.all(b.data == 1.0))
-
-
-def _int8_gram(b: sp.csr_matrix) -> np.ndarray | None:
-    """Exact ``BᵀB`` of a 0/1 matrix by int8 × int8 → int32 GEMM (``torch._int_mm``), ≈ 3× faster
-    than float32 BLAS on this machine; counts < 2²⁴ ≪ 2³¹. ``None`` if torch cannot do it."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):  # oneDNN int8 kernels checked on x86 only
-        return None
-    try:
-        import torch
-
-        n, m = b.shape
-        g = torch.zeros((m, m), dtype=torch.int32)
-        rows = max(1, _INT_GEMM_CHUNK_ENTRIES // m)
-        for start in range(0, n, rows):
-            d = torch.from_numpy(dense_rows(b, np.arange(start, min(start + rows, n)), np.int8))
-            g += torch._int_mm(d.T.contiguous(), d)
-        return g.numpy().astype(np.float64)
-    except (ImportError, AttributeError, RuntimeError):  # no torch, or no CPU int8 GEMM
-        return None
-
-
 def _top2_eigvalsh(g: np.ndarray) -> np.ndarray:
     m = g.shape[0]
-    if m <= _FULL_EIG_MAX:
-        ev = np.linalg.eigvalsh(g)[-2:]
-    else:  # single-threaded: LAPACK's tridiagonalisation slows down badly with 2 threads under load
-        ev = sla.eigh(g, eigvals_only=True, subset_by_index=[m - 2, m - 1], driver="evr")
+    ev = sla.eigh(g, eigvals_only=True, subset_by_index=[m - 2, m - 1], driver="evr")
     return np.sqrt(np.clip(ev[::-1], 0.0, None))
 
 
 def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
     n, m = b.shape
     if n * m <= _MAX_DENSE_SVD_ENTRIES:
-        s = np.linalg.svd(b.toarray(), compute_uv=False)
-        return s[:2]
+        _note("svd")
+        return np.linalg.svd(b.toarray(), compute_uv=False)[:2]
     return _top2_arpack(b)
 
 
@@ -196,6 +207,7 @@ _ARPACK_LOCK = threading.Lock()
 
 
 def _top2_arpack(b: sp.csr_matrix) -> np.ndarray:
+    _note("lanczos")
     m = b.shape[1]
     with _ARPACK_LOCK:
         s = svds(
@@ -210,6 +222,40 @@ def _top2_arpack(b: sp.csr_matrix) -> np.ndarray:
     return np.sort(s)[::-1]
 
 
+def _torch_top2_gram(b: sp.csr_matrix, device: str) -> np.ndarray:
+    """Float64 Gram of the smaller side and its top-2 eigenvalues on ``device`` (torch)."""
+    import torch
+
+    n, m = b.shape
+    g = torch.zeros((m, m), dtype=torch.float64, device=device)
+    rows = max(1, _CHUNK_ENTRIES // m)
+    for start in range(0, n, rows):
+        d = torch.from_numpy(dense_rows(b, np.arange(start, min(start + rows, n)))).to(device)
+        g += d.T @ d
+    ev = torch.linalg.eigvalsh(g)[-2:].cpu().numpy()
+    return np.sqrt(np.clip(ev[::-1], 0.0, None))
+
+
+def _top2_connected(b: sp.csr_matrix, device: str) -> np.ndarray:
+    n, m = b.shape
+    if m == 1:
+        _note("closed-form")
+        return np.array([np.sqrt(b.data @ b.data), 0.0])
+    binary = _is_binary(b)
+    if _use_torch(device) and m <= DEVICE_GRAM_MAX_SIDE:
+        _note("gram-device")
+        s = _torch_top2_gram(b, device)
+    else:
+        route = _route(b, binary)
+        if route == "lanczos":
+            return _top2_arpack(b)
+        _note(route)
+        s = _top2_eigvalsh(_gram(b, route))
+    if s[1] < RANK_DEFICIENT_RTOL * s[0]:
+        s = _top2_svd(b)
+    return s
+
+
 def _components(b: sp.csr_matrix) -> tuple[int, np.ndarray]:
     """Connected components of the bipartite graph of ``b`` (labels: rows, then columns)."""
     n, m = b.shape
@@ -218,30 +264,25 @@ def _components(b: sp.csr_matrix) -> tuple[int, np.ndarray]:
     return connected_components(adj, directed=True, connection="weak")
 
 
-def _top2_connected(b: sp.csr_matrix) -> np.ndarray:
-    n, m = b.shape
-    if m == 1:
-        return np.array([np.sqrt(b.data @ b.data), 0.0])
-    if m > GRAM_MAX_SIDE or (float(n) * m * m >= _ARPACK_MIN_FLOAT_GRAM_MACS and not _is_binary(b)):
-        return _top2_arpack(b)
-    s = _top2_eigvalsh(_gram(b))
-    if s[1] < RANK_DEFICIENT_RTOL * s[0]:
-        s = _top2_svd(b)
-    return s
-
-
-def top2_singular_values(b: sp.spmatrix | np.ndarray) -> tuple[float, float]:
+def top2_singular_values(b: sp.spmatrix | np.ndarray, *, device: str = "cpu") -> tuple[float, float]:
     """Largest two singular values ``(σ1, σ2)`` of ``b``, with multiplicity.
 
     Parameters
     ----------
     b : scipy.sparse matrix or ndarray
         Biadjacency (or any) matrix; converted to float64 CSR.
+    device : str
+        ``"cpu"`` (default) or a torch CUDA device for the Gram route (checked by the caller).
 
     Returns
     -------
     (float, float)
         σ1 ≥ σ2 ≥ 0. A matrix with no nonzeros gives (0, 0); a single row or column gives σ2 = 0.
+
+    Raises
+    ------
+    ValueError
+        σ1 does not fit in float64.
     """
     b = sp.csr_matrix(b, dtype=np.float64)
     if np.any(b.data == 0.0):
@@ -250,9 +291,14 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray) -> tuple[float, float]:
     if b.nnz == 0:
         return 0.0, 0.0
     b = _compress(b)
+    e = 0
+    if not _is_binary(b):  # solve on B/2ᵉ, max entry in [0.5, 1): exact, no overflow/underflow
+        e = _scale_exponent(float(np.max(np.abs(b.data))))
+    if e:
+        b = sp.csr_matrix((np.ldexp(b.data, -e), b.indices, b.indptr), shape=b.shape)  # b may be the caller's
     n_comp, labels = _components(b)
     if n_comp == 1:
-        s = _top2_connected(b)
+        s = _top2_connected(b, device)
     else:
         n = b.shape[0]
         row_lab, col_lab = labels[:n], labels[n:]
@@ -267,25 +313,137 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray) -> tuple[float, float]:
             block = b[rows][:, cols]
             if block.shape[1] > block.shape[0]:
                 block = block.T.tocsr()
-            vals.extend(_top2_connected(block))
+            vals.extend(_top2_connected(block, device))
         s = np.sort(vals)[::-1][:2]
+    s = _unscale(np.asarray(s, dtype=np.float64), e)
     return float(s[0]), float(s[1])
 
 
-def top2_dense(d: np.ndarray, *, binary: bool = False) -> tuple[float, float]:
-    """``(σ1, σ2)`` of a small dense block (a degree class): Gram of the smaller side + eigvalsh,
-    SVD when rank-deficient. No component split: a class's values are compared at 1e-9·σ1.
-    ``binary=True`` (a 0/1 block) forms the Gram in float32 BLAS, exact for integer counts < 2²⁴.
+# ---------------------------------------------------------------- batched row blocks (degree classes)
+def _buckets(sides: np.ndarray, order: np.ndarray) -> list[list[int]]:
+    """Group block indices (``order``: sorted by side) into size buckets (see ``_BUCKET_RATIO``)."""
+    buckets: list[list[int]] = []
+    limit = -1.0
+    for i in order:
+        if not buckets or sides[i] > limit:
+            buckets.append([])
+            limit = max(sides[i] + _BUCKET_SLACK, _BUCKET_RATIO * sides[i])
+        buckets[-1].append(int(i))
+    return buckets
+
+
+def _chunks(bucket: list[int], lens: np.ndarray, n_cols: int, side: int) -> list[list[int]]:
+    """Split a bucket so that its gathered rows and its Gram stack each hold ≤ ``_CHUNK_ENTRIES``."""
+    chunks: list[list[int]] = [[]]
+    rows = 0
+    for i in bucket:
+        if chunks[-1] and ((rows + lens[i]) * n_cols > _CHUNK_ENTRIES
+                           or (len(chunks[-1]) + 1) * side * side > _CHUNK_ENTRIES):
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(i)
+        rows += int(lens[i])
+    return chunks
+
+
+def _block_exponents(dense: np.ndarray, starts: np.ndarray, binary: bool) -> np.ndarray:
+    """Per-block scale exponents (0 for 0/1 blocks): block j is solved as block/2^e_j."""
+    exps = np.zeros(len(starts) - 1, dtype=np.int64)
+    if not binary:
+        e = np.frexp(np.maximum.reduceat(np.abs(dense).max(axis=1), starts[:-1]))[1]
+        exps[np.abs(e) > _SAFE_EXPONENT] = e[np.abs(e) > _SAFE_EXPONENT]
+    return exps
+
+
+def _stack_numpy(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: int, tall: np.ndarray) -> np.ndarray:
+    """Zero-padded stack of the smaller-side Grams of the blocks, top-2 eigenvalues by one call.
+    ``tall[j]``: block j has more rows than touched columns (its Gram is over those columns)."""
+    stack = np.zeros((len(exps), side, side))
+    for j in range(len(exps)):
+        d = dense[starts[j] : starts[j + 1]]
+        if exps[j]:
+            d = np.ldexp(d, -int(exps[j]))
+        if tall[j]:
+            d = d[:, d.any(axis=0)]
+            g = d.T @ d
+        else:
+            g = d @ d.T
+        stack[j, : len(g), : len(g)] = g
+    return np.linalg.eigvalsh(stack)[:, -2:]
+
+
+def _stack_torch(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: int, tall: np.ndarray,
+                 device: str) -> np.ndarray:
+    """:func:`_stack_numpy` with torch on ``device``, in float64."""
+    import torch
+
+    d_all = torch.from_numpy(dense).to(device=device, dtype=torch.float64)
+    stack = torch.zeros((len(exps), side, side), dtype=torch.float64, device=device)
+    for j in range(len(exps)):
+        d = d_all[starts[j] : starts[j + 1]]
+        if exps[j]:
+            d = torch.ldexp(d, torch.tensor(-float(exps[j]), dtype=torch.float64, device=device))
+        if tall[j]:
+            d = d[:, (d != 0).any(dim=0)]
+            g = d.T @ d
+        else:
+            g = d @ d.T
+        stack[j, : len(g), : len(g)] = g
+    return torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()
+
+
+def _solve_chunk(b: sp.csr_matrix, groups: Sequence[np.ndarray], tall: np.ndarray, side: int, binary: bool,
+                 device: str) -> np.ndarray:
+    dense = dense_rows(b, np.concatenate(groups), np.float32 if binary else np.float64)
+    starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+    exps = _block_exponents(dense, starts, binary)
+    if _use_torch(device):
+        ev = _stack_torch(dense, starts, exps, side, tall, device)
+    else:
+        ev = _stack_numpy(dense, starts, exps, side, tall)
+    s = np.sqrt(np.clip(ev[:, ::-1], 0.0, None))
+    for j in np.flatnonzero(s[:, 1] < RANK_DEFICIENT_RTOL * s[:, 0]):
+        _note("svd")
+        block = np.ldexp(dense[starts[j] : starts[j + 1]].astype(np.float64), -int(exps[j]))
+        s[j] = np.concatenate([np.linalg.svd(block, compute_uv=False), [0.0]])[:2]
+    return _unscale(s, exps[:, None])
+
+
+def top2_blocks(b: sp.csr_matrix, groups: Sequence[np.ndarray], *, binary: bool = False,
+                device: str = "cpu", touched: np.ndarray | None = None) -> np.ndarray:
+    """``(σ1, σ2)`` of each row block ``b[rows]`` (the degree classes), shape ``(len(groups), 2)``.
+
+    Blocks are solved through the Gram of their smaller side (columns without an entry dropped),
+    batched: blocks of similar size share one zero-padded stack and one ``eigvalsh`` call. No
+    component split (a class's values are compared at 1e-9·σ1). ``binary=True`` (0/1 blocks) forms
+    the Grams in float32, exact for integer counts < 2²⁴; other blocks are scaled to max 1 first.
+    Blocks with σ2 < ``RANK_DEFICIENT_RTOL``·σ1 are recomputed by SVD. ``touched``: the blocks'
+    :func:`~sift_graph.bipartite.touched_columns`, if the caller has them.
     """
-    d = d[d.any(axis=1)][:, d.any(axis=0)]
-    if d.size == 0:
-        return 0.0, 0.0
-    if min(d.shape) == 1:
-        return float(np.sqrt(np.sum(np.square(d, dtype=np.float64)))), 0.0
-    k, o = d.shape
-    x = d.astype(np.float32 if binary and max(k, o) < 2**24 else np.float64, copy=False)
-    g = (x @ x.T if k <= o else x.T @ x).astype(np.float64, copy=False)  # 1 thread: many small blocks
-    s = _top2_eigvalsh(g)
-    if s[1] < RANK_DEFICIENT_RTOL * s[0]:
-        s = np.linalg.svd(d.astype(np.float64, copy=False), compute_uv=False)[:2]
-    return float(s[0]), float(s[1])
+    out = np.zeros((len(groups), 2))
+    if not len(groups):
+        return out
+    binary = binary and max(b.shape) < 2**24
+    lens = np.array([len(g) for g in groups], dtype=np.int64)
+    touched = touched_columns(b, groups) if touched is None else np.asarray(touched)
+    sides = np.minimum(lens, touched)
+    batched = []
+    for i, g in enumerate(groups):
+        if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm
+            _note("closed-form")
+            data = dense_rows(b, g)
+            e = _scale_exponent(float(np.max(np.abs(data))))
+            out[i] = _unscale(np.array([np.linalg.norm(np.ldexp(data, -e)), 0.0]), e)
+        elif sides[i] > _BLOCK_MAX_SIDE:
+            out[i] = top2_singular_values(b[g], device=device)
+        elif sides[i] > 1:
+            batched.append(i)
+    if batched:
+        _note("blocks")
+    order = np.array(batched, dtype=np.int64)[np.argsort(sides[batched], kind="stable")]
+    for bucket in _buckets(sides, order):
+        side = int(sides[bucket].max())
+        for chunk in _chunks(bucket, lens, b.shape[1], side):
+            out[chunk] = _solve_chunk(b, [groups[i] for i in chunk], lens[chunk] > touched[chunk], side, binary,
+                                      device)
+    return out

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer"]
+__all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer", "check_device"]
 
 
 def as_layer_array(x: Any, *, name: str = "tensor") -> np.ndarray:
@@ -22,6 +22,9 @@ def as_layer_array(x: Any, *, name: str = "tensor") -> np.ndarray:
         If ``x`` is not 2-D (Linear) or 4-D (Conv2d), is complex, or cannot be converted.
     """
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
+        if getattr(x, "is_meta", False):
+            raise ValueError(f"{name}: a tensor on the meta device has no values (shape {tuple(x.shape)}); "
+                             "materialise it (e.g. load the state dict) first")
         x = x.detach().cpu()
         if getattr(x, "is_sparse", False) or str(getattr(x, "layout", "")).startswith("torch.sparse"):
             x = x.to_dense()
@@ -86,3 +89,20 @@ def check_layer(mask: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray |
             f"mask and weight shapes differ: mask {tuple(m.shape)}, weight {tuple(w.shape)}"
         )
     return m, w
+
+
+def check_device(device: Any) -> str:
+    """``"cpu"`` or a usable CUDA device name (``"cuda"``, ``"cuda:N"``); ``ValueError`` otherwise."""
+    name = str(device)
+    if name == "cpu":
+        return name
+    if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but torch sees no CUDA device "
+                         "(torch.cuda.is_available() is False); use device='cpu'")
+    if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return name

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 
 from .config import PRESETS, TrainConfig, make_config
 from .datasets import DATASETS
+from .devices import DEVICE_HELP
 from .distributions import DISTRIBUTIONS
+from .precision import AMP_MODES
 from .methods import METHODS
 from .models import MODELS
 from .schedule import ANNEALS
@@ -36,7 +39,12 @@ def register(sub) -> None:
                                    "from --preset (default: 'cifar' for CIFAR, 'digits' otherwise).")
     p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="train options from a recipe/sweep TOML file or a shipped preset name "
+                        "(paper-cifar100-resnet18, imagenet-style); flags override it")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto)")
+    p.add_argument("--prefetch", type=int, metavar="N",
+                   help="batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("model and data")
     g.add_argument("--preset", choices=sorted(PRESETS))
@@ -67,6 +75,12 @@ def register(sub) -> None:
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--milestones", type=_milestones, metavar="E1,E2,...", help="LR decay epochs")
     g.add_argument("--lr-gamma", type=float, help="LR factor at each milestone (0.2)")
+    g.add_argument("--lr-schedule", choices=["step", "cosine"], help="step (milestones) or cosine (step)")
+    g.add_argument("--warmup-epochs", type=float, metavar="E", help="linear LR warm-up epochs (0)")
+    g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (0: all epochs)")
+    g.add_argument("--accumulate", type=int, metavar="N",
+                   help="micro-batches per optimizer step; --batch-size stays the global batch (1)")
+    g.add_argument("--amp", choices=list(AMP_MODES), help="mixed precision: off, bf16 or fp16 (off)")
     g = p.add_argument_group("recording")
     g.add_argument("--snapshot-every", type=int, metavar="STEPS",
                    help="also snapshot every N steps (default 0: epoch ends and mask updates only)")
@@ -100,11 +114,20 @@ _CONFIG_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name != "preset")
 
 
 def _train(args) -> int:
+    from .distributed import shutdown
+    from .recipes import train_options
     from .train import train
 
-    cfg = make_config(args.preset, **{k: getattr(args, k) for k in _CONFIG_FLAGS})
-    info = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
-    print(f"{args.out}: step {info['step']}, epoch {info['epoch']}, test accuracy {info['test_acc']:.4f}")
+    flags = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
+    options = train_options(args.config, set(flags)) if args.config else {}
+    cfg = make_config(args.preset or options.pop("preset", None), **{**options, **flags})
+    try:
+        info = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
+                     prefetch=args.prefetch)
+    finally:
+        shutdown()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{args.out}: step {info['step']}, epoch {info['epoch']}, test accuracy {info['test_acc']:.4f}")
     return 0
 
 

@@ -2,16 +2,19 @@
 named presets (sparse-ift.md §4; §6.1 for what ``variant`` switches)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from .datasets import DATASETS
 from .distributions import DISTRIBUTIONS
 from .methods import METHODS
 from .models import MODELS
+from .precision import AMP_MODES
 from .schedule import ANNEALS
 from .widths import FAMILIES, VARIANTS, check_sparsity
 
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("step", "cosine")  # sift_train/lr.py
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,12 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: tuple[int, ...] = (60, 120, 160)
     lr_gamma: float = 0.2
+    # schedule length, LR shape and how a step is computed (sift_train/lr.py, precision.py, steps.py)
+    lr_schedule: str = "step"
+    warmup_epochs: float = 0.0
+    max_steps: int = 0  # 0: epochs * steps per epoch
+    accumulate: int = 1  # micro-batches per optimizer step (batch_size is the global batch of one step)
+    amp: str = "off"
     # bookkeeping
     seed: int = 0
     data_dir: str | None = None
@@ -71,12 +80,16 @@ class TrainConfig:
         for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("family", FAMILIES),
                               ("variant", VARIANTS), ("method", METHODS),
                               ("distribution", DISTRIBUTIONS), ("anneal", ANNEALS),
-                              ("optimizer", OPTIMIZERS)):
+                              ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                              ("amp", AMP_MODES)):
             _choice(name, getattr(self, name), allowed)
         check_sparsity(self.sparsity, "TrainConfig")
-        for name in ("epochs", "batch_size", "update_interval", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "update_interval", "eval_batch_size", "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"max_steps and warmup_epochs must be >= 0, got {self.max_steps}, "
+                             f"{self.warmup_epochs}")
         for name in ("snapshot_every", "snapshot_log"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -85,6 +98,7 @@ class TrainConfig:
         if self.distribution == "erk" and self.iso_flop and self.sparsity > 0:
             raise ValueError("distribution 'erk' has no Iso-FLOP search (its per-layer densities change "
                              "the FLOPs); pass --iso-flop false to train ERK at the nominal sparsity")
+        _check_optimisation(self)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(self, "snapshot_at", tuple(sorted({int(m) for m in self.snapshot_at})))
 
@@ -133,6 +147,20 @@ def lr_at_epoch(cfg: TrainConfig, epoch: int) -> float:
     late = cfg.variant == "official"
     passed = sum(1 for m in cfg.milestones if (epoch > m if late else epoch >= m))
     return cfg.lr * cfg.lr_gamma ** passed
+
+
+def _check_optimisation(cfg: TrainConfig) -> None:
+    """Optimizer hyper-parameters: finite ``lr`` and ``lr_gamma`` > 0, ``momentum`` in [0, 1) (SGD's
+    momentum buffer grows without bound from 1 on), finite ``weight_decay`` >= 0, ``drop_fraction`` in
+    [0, 1]. Every comparison is written so that NaN fails it."""
+    rules = (("lr", cfg.lr, "a finite number > 0", lambda v: 0.0 < v < math.inf),
+             ("lr_gamma", cfg.lr_gamma, "a finite number > 0", lambda v: 0.0 < v < math.inf),
+             ("momentum", cfg.momentum, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
+             ("weight_decay", cfg.weight_decay, "a finite number >= 0", lambda v: 0.0 <= v < math.inf),
+             ("drop_fraction", cfg.drop_fraction, "in [0, 1]", lambda v: 0.0 <= v <= 1.0))
+    for name, value, rule, ok in rules:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
 def _choice(name: str, value: str, allowed) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .datasets import dataset_info
-from .rundir import atomic_write_bytes
+from sift_graph.files import atomic_write_bytes
 
 # Sparse-IFT CIFAR-100 normalisation (sparse-ift.md §4, DATA:112-135).
 CIFAR100_MEAN, CIFAR100_STD = (0.50708, 0.48655, 0.44092), (0.26733, 0.25644, 0.27615)

@@ -179,18 +179,19 @@ def random_masks(
 
     ``exact=True`` (paper): exactly ``counts[name]`` (default :func:`~sift_train.counts.active_count`) active
     entries per tensor, at uniformly random positions. ``exact=False`` (official code,
-    ``OUT:206-209``): ``U(0,1) < 1 - s`` per entry.
+    ``OUT:206-209``): ``U(0,1) < 1 - s`` per entry. Masks are drawn on the generator's device.
     """
+    dev = generator.device
     out = {}
     for name, shape in shapes.items():
         numel = int(torch.Size(shape).numel())
         if exact:
-            flat = torch.zeros(numel, dtype=torch.bool)
+            flat = torch.zeros(numel, dtype=torch.bool, device=dev)
             n = counts[name] if counts is not None else active_count(numel, sparsity[name])
-            flat[torch.randperm(numel, generator=generator)[:n]] = True
+            flat[torch.randperm(numel, generator=generator, device=dev)[:n]] = True
             out[name] = flat.reshape(shape)
         else:
-            out[name] = torch.rand(shape, generator=generator) < (1.0 - sparsity[name])
+            out[name] = torch.rand(shape, generator=generator, device=dev) < (1.0 - sparsity[name])
     return out
 
 

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import platform
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,10 +14,21 @@ import torch
 
 from sift_graph.files import atomic_write_bytes
 
+from .outdir import writing
+
 FORMAT = "sift-run"
 FORMAT_VERSION = 1
 METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "flops"]
 REASONS = ("init", "epoch_end", "mask_update", "final", "every")
+CHECKPOINT_KEYS = {"epoch": int, "step": int, "model": dict, "optimizer": dict, "sparse": dict,
+                   "torch_rng": torch.Tensor}
+_SNAPSHOT = re.compile(r"^step_(\d+)\.npz$")
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``atomic_write_bytes``; a failure (full disk, read-only, ...) is one ``OutputError`` naming ``path``."""
+    with writing(path):
+        atomic_write_bytes(path, data)
 
 
 def versions() -> dict[str, str]:
@@ -71,13 +83,10 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return self.checkpoint.is_file()
 
-    def is_empty(self) -> bool:
-        return not self.path.exists() or not any(self.path.iterdir())
-
     def create(self) -> None:
-        self.snapshots.mkdir(parents=True, exist_ok=True)
-        self.masks.mkdir(parents=True, exist_ok=True)
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (self.snapshots, self.masks, self.checkpoint.parent):
+            with writing(folder, "cannot create the folder"):
+                folder.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ config
     def write_config(self, config: dict, mask_sparsity: dict[str, float],
@@ -92,7 +101,7 @@ class RunDir:
             "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        atomic_write_bytes(self.path / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
+        _write(self.path / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
 
     def read_config(self) -> dict:
         file = self.path / "config.json"
@@ -113,7 +122,7 @@ class RunDir:
         writer.writeheader()
         for r in self._rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})
-        atomic_write_bytes(self.path / "metrics.csv", buf.getvalue().encode())
+        _write(self.path / "metrics.csv", buf.getvalue().encode())
 
     def last_test_acc(self) -> float | None:
         """Test accuracy of the last metrics row written (``None`` if there is none)."""
@@ -125,7 +134,7 @@ class RunDir:
                        tensors: dict[str, tuple[np.ndarray, np.ndarray]],
                        dense: dict[str, np.ndarray] | None = None) -> Path:
         path = self.snapshots / f"step_{step:08d}.npz"
-        atomic_write_bytes(path, encode_snapshot(step, epoch, test_acc, reason, tensors, dense))
+        _write(path, encode_snapshot(step, epoch, test_acc, reason, tensors, dense))
         return path
 
     def write_masks(self, step: int, masks: dict[str, np.ndarray]) -> Path:
@@ -138,22 +147,38 @@ class RunDir:
             arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        self.masks.mkdir(parents=True, exist_ok=True)
+        with writing(self.masks, "cannot create the folder"):
+            self.masks.mkdir(parents=True, exist_ok=True)
         path = self.masks / f"step_{step:08d}.npz"
-        atomic_write_bytes(path, buf.getvalue())
+        _write(path, buf.getvalue())
         return path
 
     # ------------------------------------------------------------------ resume
     def save_checkpoint(self, state: dict) -> None:
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(self.checkpoint, buf.getvalue())
+        _write(self.checkpoint, buf.getvalue())
 
     def load_checkpoint(self, map_location=None) -> dict:
+        """The checkpoint's state; ``ValueError`` naming the file and the reason when it is empty,
+        unreadable, or lacks a key of ``CHECKPOINT_KEYS`` (or holds it with another type)."""
+        file = self.checkpoint
+        if file.is_file() and file.stat().st_size == 0:
+            raise ValueError(f"{file}: cannot read the checkpoint: empty file (0 bytes)")
         try:
-            return torch.load(self.checkpoint, map_location=map_location, weights_only=True)
+            state = torch.load(file, map_location=map_location, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user-facing error
-            raise ValueError(f"{self.checkpoint}: cannot read the checkpoint ({exc})") from None
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{file}: cannot read the checkpoint ({reason})") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{file}: not a sift checkpoint (a {type(state).__name__}, not a dict)")
+        for key, kind in CHECKPOINT_KEYS.items():
+            if key not in state:
+                raise ValueError(f"{file}: not a sift checkpoint (missing key {key!r})")
+            if not isinstance(state[key], kind) or isinstance(state[key], bool):
+                raise ValueError(f"{file}: not a sift checkpoint ({key!r} is a {type(state[key]).__name__}, "
+                                 f"expected {kind.__name__})")
+        return state
 
     def rewind(self, step: int) -> None:
         """Forget what was written after ``step`` (metrics rows, snapshots): the state of the last
@@ -165,16 +190,22 @@ class RunDir:
                 self._rows = [{c: r.get(c) for c in METRICS_COLUMNS}
                               for r in csv.DictReader(f) if int(r["step"]) <= step]
         for snap in [*self.snapshots.glob("step_*.npz"), *self.masks.glob("step_*.npz")]:
-            if int(snap.stem.split("_")[1]) > step:
-                snap.unlink()
+            match = _SNAPSHOT.match(snap.name)
+            if match and int(match.group(1)) > step:
+                with writing(snap, "cannot remove"):
+                    snap.unlink()
         if file.is_file():
             self._write_metrics()
 
     def write_done(self, info: dict) -> None:
-        atomic_write_bytes(self.path / "done.json", (json.dumps(info) + "\n").encode())
+        _write(self.path / "done.json", (json.dumps(info) + "\n").encode())
 
     def read_done(self) -> dict:
-        return json.loads((self.path / "done.json").read_text())
+        file = self.path / "done.json"
+        try:
+            return json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{file}: cannot read the finished run's result ({exc})") from None
 
 
 def _fmt(v) -> str:

@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -32,6 +33,9 @@ from pathlib import Path
 from .config import TrainConfig, make_config
 from .methods import METHODS
 from .models import MODELS
+from .outdir import prepare_folder
+from .rundir import RunDir
+from .runstart import plan_start
 from .widths import FAMILIES
 
 try:
@@ -188,6 +192,23 @@ def _one(args) -> tuple[str, str, float | None, float]:
     return run.path.name, status, info["test_acc"], time.perf_counter() - t
 
 
+def _exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Pool initializer: a daemon thread ends this worker as soon as its parent, the sweep process, is
+    gone (``kill -9`` included; POSIX, where an orphan's ``getppid()`` changes). The run it was training
+    keeps its last checkpoint; its lock is then stale and the next sweep takes it over."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sift-exit-with-parent", daemon=True).start()
+
+
+def worker_pool(processes: int):
+    """Spawned worker processes that die with this process."""
+    return mp.get_context("spawn").Pool(processes, initializer=_exit_with_parent, initargs=(os.getpid(),))
+
+
 def run_sweep(sweep: Sweep | str, out: str | Path, *, device: str = "cpu", jobs: int = 0,
               progress: bool = True) -> list[tuple[str, str, float | None, float]]:
     """Train every run of ``sweep`` (a :class:`Sweep` or a preset name) into ``out/<run name>``;
@@ -207,7 +228,7 @@ def run_sweep(sweep: Sweep | str, out: str | Path, *, device: str = "cpu", jobs:
         raise ValueError(f"{out}: finished runs hold a different config than requested: "
                          f"{'; '.join(conflicts[:3])}{' ...' if len(conflicts) > 3 else ''}; "
                          f"use another --out or delete them")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_folder(out)
     jobs = jobs or min(os.cpu_count() or 1, 4)
     tasks = [(cfg, str(out / name), device, progress and jobs == 1) for name, cfg in named]
     results = []
@@ -221,7 +242,7 @@ def run_sweep(sweep: Sweep | str, out: str | Path, *, device: str = "cpu", jobs:
 
     pending = []
     for task in tasks:
-        if (Path(task[1]) / "done.json").is_file():
+        if plan_start(RunDir(task[1]), task[0], resume=True) == "done":  # refuses another config's run
             report(len(results) + 1, (Path(task[1]).name, "skipped (done)", None, 0.0))
         else:
             pending.append(task)
@@ -229,7 +250,7 @@ def run_sweep(sweep: Sweep | str, out: str | Path, *, device: str = "cpu", jobs:
         for task in pending:
             report(len(results) + 1, _one(task))
     else:
-        pool = mp.get_context("spawn").Pool(min(jobs, len(pending)))
+        pool = worker_pool(min(jobs, len(pending)))
         try:
             for r in pool.imap_unordered(_one, pending):
                 report(len(results) + 1, r)

@@ -11,20 +11,27 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import accounting, isoflop
-from .config import TrainConfig, lr_at_epoch
+from . import accounting, distributed, isoflop
+from .config import TrainConfig
 from .data import Batches, Dataset, load_dataset, prepare
 from .datasets import dataset_info
+from .devices import place, resolve_device, use_channels_last
 from .distributions import distribute
 from .counts import active_count
+from .loader import DeviceLoader
+from .lr import lr_at, total_steps
 from .masking import random_masks
 from .methods import get_method
 from .models import build_model
+from .modelsize import check_model_size
+from .precision import Precision
 from .rundir import RunDir
+from .runstart import open_run, plan_start
 from .schedule import UpdateSchedule
 from .snapshots import dense_weights, scheduled_steps
 from .sparse_params import sparse_parameters
 from .sparse_training import SparseTraining
+from .steps import StepRunner
 
 
 @dataclass
@@ -39,6 +46,8 @@ class Setup:
     mask_sparsity: dict[str, float]
     batches: Batches
     device: torch.device
+    precision: Precision
+    dist: distributed.Dist = distributed.Dist()
 
 
 def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
@@ -65,38 +74,28 @@ def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dic
 
 
 def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
-    """Seeded construction: data, model, initial masks (exact or Bernoulli by variant), optimizer."""
-    device = check_device(device)
+    """Seeded construction: data, model, initial masks (exact or Bernoulli by variant), optimizer.
+    Masks, the mask generator and the model live on ``device`` (channels-last for conv models on CUDA)."""
+    device = resolve_device(device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed)
     info = dataset_info(cfg.dataset)
-    model = build_model(cfg.model, in_shape=info.in_shape, num_classes=info.num_classes,
-                        family=cfg.family, sparsity=cfg.sparsity, variant=cfg.variant).to(device)
+    model = place(build_model(cfg.model, in_shape=info.in_shape, num_classes=info.num_classes,
+                              family=cfg.family, sparsity=cfg.sparsity, variant=cfg.variant), device)
     mask_sparsity, targets = mask_plan(cfg, model)
     shapes = {n: tuple(p.shape) for n, p in sparse_parameters(model).items()}
-    mask_gen = torch.Generator().manual_seed(cfg.seed)
+    mask_gen = torch.Generator(device).manual_seed(cfg.seed)
     masks = random_masks(shapes, mask_sparsity, mask_gen, exact=cfg.variant == "paper", counts=targets)
     optimizer = make_optimizer(cfg, model)
     batches = Batches(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed)
     schedule = UpdateSchedule.for_training(
-        len(batches) * cfg.epochs, cfg.end_fraction, interval=cfg.update_interval,
+        total_steps(cfg, len(batches)), cfg.end_fraction, interval=cfg.update_interval,
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
     sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
-    return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device)
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: CUDA is not available on this machine (use --device cpu)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: sift_train runs on cpu or cuda")
-    return dev
+    return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device,
+                 Precision(cfg.amp, device))
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -144,7 +143,10 @@ def snapshot_dense(setup: Setup) -> dict[str, np.ndarray]:
 
 
 class _Recorder:
-    """Metrics rows and snapshots of one run (running training means since the previous row)."""
+    """Metrics rows and snapshots of one run (running training means since the previous row).
+
+    Under DDP every rank calls :meth:`record` at the same steps: the training means are summed over
+    ranks, then rank 0 alone evaluates and writes."""
 
     def __init__(self, setup: Setup, run: RunDir):
         self.setup, self.run = setup, run
@@ -152,14 +154,15 @@ class _Recorder:
         self.info = dataset_info(setup.cfg.dataset)
         self._flops: tuple[tuple[int, ...], int] | None = None
         self.last_step: int | None = None  # step of the last row recorded
-        self.lr = setup.cfg.lr
+        self.lr = setup.cfg.lr  # learning rate of the current step (for the pre-update hook)
         self.reset()
 
     def reset(self):
         self.loss_sum, self.correct, self.seen = 0.0, 0, 0
 
-    def add(self, loss: float, correct: int, n: int):
-        self.loss_sum += loss * n
+    def add(self, loss_sum, correct, n: int):
+        """``loss_sum``/``correct`` of ``n`` samples (device tensors: read only when recording)."""
+        self.loss_sum += loss_sum
         self.correct += correct
         self.seen += n
 
@@ -171,23 +174,32 @@ class _Recorder:
             self._flops = (key, accounting.forward_flops(self.setup.model, self.info.in_shape, active))
         return self._flops[1]
 
-    def record(self, step: int, reason: str | None, lr: float) -> float:
+    def record(self, step: int, reason: str | None, lr: float) -> float | None:
+        loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
+        self.reset()
+        self.last_step = step
+        if not np.isfinite(loss_sum):
+            raise ValueError(f"{self.run.path}: training loss is {loss_sum / max(seen, 1)} by step {step} "
+                             f"(diverged; try a lower --lr); "
+                             + ("the last checkpoint is kept for --resume" if self.run.has_checkpoint
+                                else "no checkpoint was written yet"))
+        if not self.setup.dist.is_main:
+            return None
         test_loss, test_acc = evaluate(self.setup)
         epoch = step / self.steps_per_epoch
         self.run.append_metrics({
             "step": step, "epoch": epoch,
-            "train_loss": self.loss_sum / self.seen if self.seen else None,
-            "train_acc": self.correct / self.seen if self.seen else None,
+            "train_loss": loss_sum / seen if seen else None,
+            "train_acc": correct / seen if seen else None,
             "test_loss": test_loss, "test_acc": test_acc, "lr": lr, "flops": self.flops()})
-        self.reset()
-        self.last_step = step
         if reason is not None:
             self.run.write_snapshot(step, epoch, test_acc, reason, snapshot_tensors(self.setup),
                                     snapshot_dense(self.setup))
         return test_acc
 
     def before_update(self, step: int) -> None:
-        """Snapshot hook of :class:`SparseTraining`: the trained graph, just before its mask update."""
+        """Snapshot hook of :class:`SparseTraining`: the trained graph, just before its mask update
+        (``docs/run-format.md``, "Why before the update")."""
         if self.setup.cfg.snapshot_updates:
             self.record(step, "mask_update", self.lr)
 
@@ -195,104 +207,154 @@ class _Recorder:
 def checkpoint_state(setup: Setup, epoch: int) -> dict:
     state = {"epoch": epoch, "step": setup.sparse.step, "model": setup.model.state_dict(),
              "optimizer": setup.optimizer.state_dict(), "sparse": setup.sparse.state_dict(),
-             "torch_rng": torch.get_rng_state()}
+             "precision": setup.precision.state_dict(), "torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore(setup: Setup, state: dict) -> int:
+    gen = setup.sparse.generator
+    if state["sparse"]["generator"].numel() != gen.get_state().numel():
+        raise ValueError(f"checkpoint's mask generator is not a {gen.device.type} generator; resume on "
+                         f"the device type the run was trained on")
     setup.model.load_state_dict(state["model"])
     setup.optimizer.load_state_dict(state["optimizer"])
     setup.sparse.load_state_dict(state["sparse"])
+    setup.precision.load_state_dict(state.get("precision", {}))
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["epoch"])
 
 
+def restore_checkpoint(setup: Setup, run: RunDir) -> int:
+    """:func:`restore` from ``run``'s checkpoint; one ``ValueError`` naming the file if it does not fit."""
+    state = run.load_checkpoint(map_location=setup.device)
+    try:
+        return restore(setup, state)
+    except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{run.checkpoint}: checkpoint does not fit this run's model ({reason})") from None
+
+
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "cpu",
-          progress: bool = True, stop_after_epoch: int | None = None) -> dict:
+          progress: bool = True, stop_after_epoch: int | None = None, prefetch: int | None = None) -> dict:
     """Train ``cfg`` into the run folder ``out``; returns the ``done.json`` content (or, when stopped
-    early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint."""
+    early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments; they train
+    one model with DDP (:mod:`sift_train.distributed`) and rank 0 alone writes ``out``. ``prefetch``:
+    batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)."""
+    d = distributed.from_env(resolve_device(device).type)
     run = RunDir(out)
-    if run.done:
-        if resume:
+    check_model_size(cfg, resolve_device(device))  # before anything is allocated or written
+    if not d.is_main:  # rank 0 alone holds the run folder's lock and writes to it
+        start = plan_start(run, cfg, resume)
+        return run.read_done() if start == "done" else \
+            _train(cfg, run, start, device, progress, stop_after_epoch, prefetch, d)
+    with open_run(run, cfg, resume) as start:  # refuses foreign folders, holds the run's lock
+        if start == "done":
             return run.read_done()
-        raise ValueError(f"{run.path}: run already finished (done.json); choose another --out")
-    if not run.is_empty() and not resume:
-        raise ValueError(f"{run.path}: folder exists and is not empty; pass --resume to continue it")
-    if resume and run.has_checkpoint:
-        saved = TrainConfig.from_dict(run.read_config()["config"]).to_dict()
-        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v and k != "data_dir")
-        if diff:
-            raise ValueError(f"{run.path}: --resume with a different config (fields {', '.join(diff)})")
-    setup = build(cfg, device)
+        return _train(cfg, run, start, device, progress, stop_after_epoch, prefetch, d)
+
+
+def _train(cfg: TrainConfig, run: RunDir, start: str, device: str, progress: bool,
+           stop_after_epoch: int | None, prefetch: int | None, d: distributed.Dist) -> dict:
+    distributed.barrier(d)  # every rank has looked at the folder before rank 0 writes to it
+    setup = build(cfg, resolve_device(device, d.local_rank if d.enabled else None))
+    setup.dist = d
+    check_split(cfg, len(setup.data.train.y), d.world_size)
     rec = _Recorder(setup, run)
     start_epoch = 0
-    if resume and run.has_checkpoint:
-        start_epoch = restore(setup, run.load_checkpoint(map_location=setup.device))
-        run.rewind(setup.sparse.step)
-    else:
+    resuming = start == "resume"
+    if resuming:
+        start_epoch = restore_checkpoint(setup, run)
+        if d.is_main:
+            run.rewind(setup.sparse.step)
+    elif d.is_main:
         run.create()
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
         run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
         run.rewind(-1)
-        rec.record(0, "init", lr_at_epoch(cfg, 0))
-    return _loop(setup, run, rec, start_epoch, progress, stop_after_epoch)
+    distributed.sync_from_rank0(d, setup.sparse)
+    if not resuming:
+        rec.record(0, "init", lr_at(cfg, 0, len(setup.batches)))
+    if prefetch is None:
+        prefetch = 2 if setup.device.type == "cuda" else 0
+    info = _loop(setup, run, rec, start_epoch, progress, stop_after_epoch, prefetch)
+    info["test_acc"] = distributed.broadcast_float(d, info["test_acc"])
+    return info
+
+
+def check_split(cfg: TrainConfig, n_train: int, world_size: int) -> None:
+    """Every global batch (the last one of an epoch too) must give each rank and micro-batch a sample."""
+    smallest = min(cfg.batch_size, n_train % cfg.batch_size or cfg.batch_size)
+    if smallest < world_size * cfg.accumulate:
+        raise ValueError(f"a global batch of {smallest} samples cannot be split over {world_size} "
+                         f"process(es) x {cfg.accumulate} micro-batch(es); change --batch-size or --accumulate")
+
+
+def _after_update(setup: Setup, run: RunDir, step: int) -> None:
+    """After a mask update: ranks agree on the masks; rank 0 keeps them, bit-packed, in ``masks/``."""
+    distributed.check_masks_agree(setup.dist, setup.sparse.masking.masks, step)
+    if setup.dist.is_main:
+        run.write_masks(step, {n: m.cpu().numpy() for n, m in setup.sparse.masking.masks.items()})
 
 
 def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress: bool,
-          stop_after_epoch: int | None) -> dict:
-    cfg, model, opt, sparse, ds = setup.cfg, setup.model, setup.optimizer, setup.sparse, setup.data
+          stop_after_epoch: int | None, prefetch: int) -> dict:
+    cfg, opt, sparse, d = setup.cfg, setup.optimizer, setup.sparse, setup.dist
     spe = len(setup.batches)
-    bar = tqdm(total=spe * cfg.epochs, initial=sparse.step, disable=not progress, unit="step",
+    total = total_steps(cfg, spe)
+    index = start_epoch * spe  # global batches consumed (optimizer steps attempted)
+    bar = tqdm(total=total, initial=index, disable=not progress or not d.is_main, unit="step",
                desc=Path(run.path).name, leave=False, dynamic_ncols=True)
-    test_acc = run.last_test_acc()
-    extra = scheduled_steps(spe * cfg.epochs, cfg.snapshot_every, cfg.snapshot_at, cfg.snapshot_log)
+    test_acc = run.last_test_acc() if d.is_main else None
+    runner = StepRunner(distributed.wrap(d, setup.model, setup.device), opt, setup.precision, d,
+                        cfg.accumulate)
+    loader = DeviceLoader(setup.batches, setup.data, setup.device, d, prefetch,
+                          use_channels_last(setup.model, setup.device))
+    extra = scheduled_steps(total, cfg.snapshot_every, cfg.snapshot_at, cfg.snapshot_log)
     sparse.before_update = rec.before_update
-    model.train()
+    setup.model.train()
     for epoch in range(start_epoch, cfg.epochs):
-        lr = rec.lr = lr_at_epoch(cfg, epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        for x, y, gen in setup.batches.epoch(epoch):
-            x = prepare(x, ds, True, gen).to(setup.device)
-            y = y.to(setup.device)
-            opt.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = nn.functional.cross_entropy(out, y)
-            loss.backward()
-            opt.step()
-            step = sparse.step
-            loss_value = float(loss.detach())
-            if not np.isfinite(loss_value):
-                bar.close()
-                raise ValueError(f"{run.path}: training loss is {loss_value} at step {step} (diverged; "
-                                 f"try a lower --lr); the last checkpoint is kept for --resume")
-            rec.add(loss_value, int((out.argmax(1) == y).sum()), len(y))
+        for x, y, n in loader.epoch(epoch):
+            lr = rec.lr = lr_at(cfg, index, spe)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            before = sparse.step
+            rec.add(*runner.step(x, y, n), len(y))
+            index += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{rec.loss_sum / rec.seen:.3f}", acc=f"{rec.correct / rec.seen:.3f}",
-                            test=f"{test_acc:.3f}" if test_acc is not None else "-", refresh=False)
-            if sparse.last_update_step == step:
-                run.write_masks(step, {n: m.cpu().numpy() for n, m in sparse.masking.masks.items()})
-                if rec.last_step == step:
+            step = sparse.step
+            if step != before and sparse.last_update_step == step:
+                _after_update(setup, run, step)
+                if rec.last_step == step and d.is_main:  # snapshot taken just before the update
                     test_acc = run.last_test_acc()
-            if step % spe == 0 or rec.last_step == step:
-                continue  # epoch end: recorded below
+            if index % spe == 0 or index >= total:
+                break  # epoch (or run) end: recorded below
+            if step == before or rec.last_step == step:
+                continue  # skipped by the fp16 GradScaler, or recorded just before its mask update
             if step in extra:
                 test_acc = rec.record(step, "every", lr)
         step = sparse.step
-        last = epoch + 1 == cfg.epochs
+        last = epoch + 1 == cfg.epochs or index >= total
         if rec.last_step != step:  # not already recorded just before a mask update at this step
             reason = ("final" if last else "epoch_end" if cfg.snapshot_epochs
                       else "every" if step in extra else None)
-            test_acc = rec.record(step, reason, lr_at_epoch(cfg, epoch + 1))
-        run.save_checkpoint(checkpoint_state(setup, epoch + 1))
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
+            test_acc = rec.record(step, reason, lr_at(cfg, index, spe))
+        if d.is_main:
+            bar.set_postfix(test=f"{test_acc:.3f}", refresh=False)
+            run.save_checkpoint(checkpoint_state(setup, epoch + 1))
+        if last:
+            break
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             bar.close()
             return {"step": step, "epoch": epoch + 1, "test_acc": test_acc, "stopped": True}
     bar.close()
-    info = {"step": sparse.step, "epoch": cfg.epochs, "test_acc": test_acc}
-    run.write_done(info)
+    info = {"step": sparse.step, "epoch": index // spe if index % spe == 0 else index / spe,
+            "test_acc": test_acc}
+    if d.is_main:
+        run.write_done(info)
     return info

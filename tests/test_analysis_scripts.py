@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runfolder import write_run
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
@@ -23,6 +25,7 @@ def _runs(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_figure3_writes_one_heatmap_per_family_and_pair(tmp_path):
     runs = _runs(tmp_path / "runs")
     proc = _run("figure3.py", runs, "--family", "wide", "parallel", "--sparsity", "0.5", "--snapshots", "all")
@@ -31,6 +34,7 @@ def test_figure3_writes_one_heatmap_per_family_and_pair(tmp_path):
         assert (runs / "sift-analysis" / name).stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_figure6_writes_trajectories_and_rejects_empty_filter(tmp_path):
     runs = _runs(tmp_path / "runs")
     proc = _run("figure6.py", runs, "--out", tmp_path / "out", "--format", "svg")

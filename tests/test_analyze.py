@@ -105,6 +105,7 @@ def test_growing_run_computes_only_new_snapshots(runs, tmp_path):
     assert (result.computed, result.cached) == (1, 6) and len(result.summary) == 7
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_serial_tables(runs, tmp_path):
     serial = _quick([runs], tmp_path / "a")
     parallel = run_analysis([runs], out=tmp_path / "b", jobs=2, figures=False, progress=False)
@@ -153,6 +154,7 @@ def test_user_errors_one_line_exit_2(tmp_path, capsys, make, message):
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_figures_written_and_non_empty(runs, tmp_path):
     result = run_analysis([runs], out=tmp_path / "out", jobs=1, progress=False)
     names = sorted(p.name for p in result.figures)
@@ -163,6 +165,7 @@ def test_figures_written_and_non_empty(runs, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_svg_format(runs, tmp_path):
     result = run_analysis([runs / "wide-rigl"], out=tmp_path / "out", jobs=1, progress=False, fmt="svg")
     assert result.figures and all(p.suffix == ".svg" and b"<svg" in p.read_bytes()[:500]
@@ -175,6 +178,7 @@ def test_hoang2023b_convention_tables(runs, tmp_path):
     assert len(result.summary) == 6
 
 
+@pytest.mark.slow
 def test_degenerate_group_drawn_with_note_not_crash(tmp_path, capsys):
     run = write_run(tmp_path / "runs", "two-points", steps=(0, 10))
     code = main(["analyze", str(run), "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet"])
@@ -183,6 +187,7 @@ def test_degenerate_group_drawn_with_note_not_crash(tmp_path, capsys):
     assert (tmp_path / "out" / "figures" / "pareto_imdb-imsg_all.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_dense_run_without_sparse_tensors_is_summarised_without_layer_heatmap(tmp_path):
     write_run(tmp_path / "runs", "sparse", steps=(0, 10, 20, 30))
     write_run(tmp_path / "runs", "dense", steps=(0, 10), shapes={}, family="dense", sparsity=0.0)

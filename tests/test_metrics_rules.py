@@ -9,7 +9,7 @@ import torch
 
 import sift_graph
 from sift_graph import hoang2023a, hoang2023b
-from sift_graph.layer import layer_biadjacencies
+from sift_graph.bipartite import layer_biadjacencies
 from sift_graph.validation import check_layer
 
 
@@ -202,3 +202,68 @@ def test_parallel_mask_and_weight_halves_equal_the_serial_result(monkeypatch):
     monkeypatch.setattr(hoang2023a, "PARALLEL_MIN_EDGES", 0)
     monkeypatch.setattr(hoang2023a, "allowed_threads", lambda: 2)
     assert repr(sift_graph.layer_metrics(mask, w)) == repr(serial)
+
+
+def test_full_graph_rule_holds_at_degree_three_exactly():
+    """Mean degrees exactly at the threshold 3 pass (≥ 3, not > 3) in both conventions; just
+    below fails. hoang2023a: outputs' mean fan-in 3 (inputs' fan-out 2 > 1); hoang2023b: both
+    means 3."""
+    exact_a = circulant(4, 6, 2)  # 6 inputs × fan-out 2 = 12 edges over 4 outputs: fan-in 3
+    out = sift_graph.layer_metrics(exact_a, np.ones_like(exact_a))
+    assert out["d_right"] == 3.0 and out["d_left"] == 2.0
+    assert not math.isnan(out["delta_r"]) and not math.isnan(out["lambda"])
+    assert "degree_rule" not in out["reason"].split(";")
+    below = exact_a.copy()
+    below[np.nonzero(below[:, 0])[0][0], 0] = 0  # 11 edges: fan-in 2.75
+    out = sift_graph.layer_metrics(below, np.ones_like(below))
+    assert math.isnan(out["delta_r"]) and out["reason"].split(";")[0] == "degree_rule"
+
+    exact_b = circulant(6, 6, 3)  # every node of degree 3
+    out = sift_graph.layer_metrics(exact_b, convention="hoang2023b")
+    assert out["d_left"] == out["d_right"] == 3.0
+    assert not math.isnan(out["delta_r"]) and "degree_rule" not in out["reason"].split(";")
+    below = exact_b.copy()
+    below[np.nonzero(below[:, 0])[0][0], 0] = 0
+    assert sift_graph.layer_metrics(below, convention="hoang2023b")["reason"].split(";")[0] == "degree_rule"
+
+
+def test_lambda_imsg_needs_every_kept_class_to_pass_its_weighted_rule():
+    """Two kept classes (degrees 3 and 4); zeroing weights of the degree-4 class leaves each of
+    its inputs two nonzero weights (weighted mean 2 < 3): λ_imsg is NaN although the degree-3
+    class alone would give a value; with all weights nonzero both classes enter the mean."""
+    mask = np.zeros((8, 8))
+    for i in range(4):
+        mask[(i + np.arange(3)) % 8, i] = 1  # degree 3
+        mask[(2 * i + np.arange(4)) % 8, 4 + i] = 1  # degree 4
+    w = np.ones_like(mask)
+    full = sift_graph.layer_metrics(mask, w)
+    cls = {c["degree"]: c for c in classes_a(mask, w)}
+    assert cls[3]["kept"] and cls[4]["kept"] and cls[3]["weighted_valid"] and cls[4]["weighted_valid"]
+    mean = (cls[3]["cheeger"] * cls[3]["gap"] + cls[4]["cheeger"] * cls[4]["gap"]) / 2
+    assert full["lambda_imsg"] == pytest.approx(mean, rel=1e-12)
+
+    w[np.nonzero(mask[:, 4:])[0][::2], 4 + np.nonzero(mask[:, 4:])[1][::2]] = 0  # 2 of 4 per input
+    out = sift_graph.layer_metrics(mask, w)
+    cls = {c["degree"]: c for c in classes_a(mask, w)}
+    assert cls[3]["weighted_valid"] and not cls[4]["weighted_valid"] and cls[4]["kept"]
+    assert math.isnan(out["lambda_imsg"]) and "class_degree_rule_weighted" in out["reason"].split(";")
+    assert out["delta_r_imdb"] == full["delta_r_imdb"]
+
+
+@pytest.mark.parametrize("n,coeffs", [(12, (3.0, -1.0, 2.0)), (20, (0.5, 1.5, -2.5, 1.0, 0.25))])
+def test_lambda_and_lambda_imsg_equal_closed_form_on_weighted_circulant(n, coeffs):
+    """B[i, (i+j) mod n] = |a_j| is a circulant, hence normal: its singular values are
+    |Σ_j |a_j| e^{2πi·jk/n}|, k = 0..n−1 (σ1 = Σ|a_j| at k = 0). Every input has degree d, so the
+    only class holds all n inputs and n outputs: λ_imsg = n/(2n−1)·λ (Cheeger factor)."""
+    a = np.abs(np.array(coeffs))
+    k = np.arange(n)
+    spectrum = np.abs(np.exp(2j * np.pi * np.outer(k, np.arange(len(a))) / n) @ a)
+    sigma1, sigma2 = spectrum[0], np.max(spectrum[1:])
+    weight = np.zeros((n, n))  # (out, in): W[o, i] = a_{o−i}
+    for j, c in enumerate(coeffs):
+        weight[(np.arange(n) + j) % n, np.arange(n)] = c
+    out = sift_graph.layer_metrics(weight != 0, weight)
+    assert out["lambda_sigma1"] == pytest.approx(sigma1, rel=1e-12)
+    assert out["lambda"] == pytest.approx(sigma1 - sigma2, abs=1e-9 * sigma1)
+    assert out["n_subgraphs"] == 1
+    assert out["lambda_imsg"] == pytest.approx(n / (2 * n - 1) * (sigma1 - sigma2), abs=1e-9 * sigma1)

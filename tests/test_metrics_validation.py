@@ -57,3 +57,45 @@ def test_bool_float_and_torch_masks_are_accepted():
 def test_model_metrics_error_names_the_layer():
     with pytest.raises(ValueError, match=r"layer 'fc': .*got shape \(3,\)"):
         sift_graph.model_metrics({"conv": np.ones((4, 2, 3, 3)), "fc": np.ones(3)})
+
+
+LINEAR_IN_SCALE = ("lambda", "lambda_sigma1", "lambda_sigma2", "lambda_imsg")
+
+
+@pytest.mark.parametrize("scale", [1e154, 1e300, 1e-200, 1e-300, 1e-310])
+def test_weighted_metrics_scale_linearly_with_extreme_weight_magnitudes(scale):
+    """λ, σ(|W|) and λ_imsg are linear in a global weight scale c (σ(c·B) = c·σ(B)); every other
+    metric ignores it. Holds for float64 weights far beyond where squares over/underflow."""
+    rng = np.random.default_rng(3)
+    mask = rng.random((24, 12, 3, 3)) < 0.3
+    w = rng.standard_normal(mask.shape)
+    base = sift_graph.layer_metrics(mask, w)
+    scaled = sift_graph.layer_metrics(mask, w * scale)
+    assert scaled["reason"] == base["reason"] == ""
+    for key in LINEAR_IN_SCALE:
+        assert scaled[key] == pytest.approx(base[key] * scale, rel=1e-9, abs=0), key
+    for key in ("delta_r", "delta_r_imdb", "sigma1", "sigma2", "n_edges", "n_subgraphs"):
+        assert scaled[key] == base[key], key
+    assert sift_graph.spectral_gap(mask, w * scale) == pytest.approx(base["lambda"] * scale, rel=1e-9, abs=0)
+
+
+def test_weights_whose_spectrum_overflows_float64_are_a_value_error():
+    w = np.full((16, 16), 1.5e308)  # σ1 = 16 · 1.5e308 is beyond float64
+    with pytest.raises(ValueError, match="overflow float64"):
+        sift_graph.layer_metrics(np.ones((16, 16)), w)
+
+
+def test_meta_tensor_is_a_value_error():
+    with pytest.raises(ValueError, match="meta device"):
+        sift_graph.layer_metrics(torch.ones(4, 4), torch.empty(4, 4, device="meta"))
+
+
+def test_unknown_device_is_a_value_error():
+    with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'cuda:N'"):
+        sift_graph.layer_metrics(np.ones((4, 4)), device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is absent")
+def test_cuda_device_without_cuda_is_a_value_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        sift_graph.layer_metrics(np.ones((4, 4)), device="cuda")

@@ -94,3 +94,30 @@ def test_layer_heatmap_is_layer_by_step_with_nan_blank():
     assert data[1].tolist() == [2.0, 4.0]
     with pytest.raises(ValueError, match="pass run="):
         plots.layer_heatmap(pd.concat([layers, layers.assign(run="s")]))
+
+
+def test_heatmap_surface_lies_on_data_coordinates():
+    """The colour drawn at each cell is the surface's value at that cell's (x, y) in data units."""
+    rng = np.random.default_rng(3)
+    x = np.r_[0.0, 10.0, 0.0, 10.0, rng.uniform(0, 10, 20)]
+    y = np.r_[0.0, 0.0, 0.01, 0.01, rng.uniform(0, 0.01, 20)]  # other units than x: a swap shows
+    acc = 0.2 + 0.03 * x + 40.0 * y  # linear: exact under linear interpolation
+    fig = plots.pareto_heatmap(pd.DataFrame({"dx": x, "ly": y, "test_acc": acc}), x="dx", y="ly", n=40)
+    ax = fig.axes[0]
+    mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+    corners = mesh.get_coordinates()  # (rows + 1, cols + 1, 2) cell corners in data units
+    cx = (corners[:-1, :-1, 0] + corners[1:, 1:, 0]) / 2
+    cy = (corners[:-1, :-1, 1] + corners[1:, 1:, 1]) / 2
+    values = np.ma.masked_invalid(mesh.get_array()).reshape(cx.shape)
+    assert cx.min() < 0.5 and cx.max() > 9.5 and cy.max() < 0.011  # x spans x's range, y spans y's
+    np.testing.assert_allclose(values.compressed(), 100 * (0.2 + 0.03 * cx + 40.0 * cy)[~values.mask],
+                               rtol=1e-9)
+    np.testing.assert_array_equal(ax.collections[1].get_offsets(), np.column_stack([x, y]))
+
+
+def test_heatmap_surface_reports_why_it_has_none():
+    line = pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [0.0, 2.0, 4.0], "test_acc": [0.1, 0.2, 0.3]})
+    surface = plots.heatmap_surface(line, "a", "b")
+    assert surface.grid is None and "collinear" in surface.problem and len(surface.z) == 3
+    ok = plots.heatmap_surface(_summary(), "delta_r", "lambda")
+    assert ok.grid is not None and ok.problem == ""

@@ -15,7 +15,7 @@ import pytest
 
 import sift_graph
 from sift_graph import hoang2023a, hoang2023b
-from sift_graph.layer import layer_biadjacencies
+from sift_graph.bipartite import layer_biadjacencies
 from sift_graph.validation import check_layer
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "refvectors"

@@ -11,6 +11,7 @@ from sift_train.config import make_config
 from sift_train.train import train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rigl", "set"])
 def test_resumed_run_is_bit_identical_to_uninterrupted(tmp_path, method):
     cfg = make_config("digits", dataset="synthetic", model="cnn", family="parallel", sparsity=0.75,

@@ -105,3 +105,29 @@ def test_pickled_arrays_are_not_loaded(tmp_path):
     _rewrite(file, **{"fc.weight/values": np.array([object()], dtype=object)})
     with pytest.raises(RunFormatError, match=r"step_00000000\.npz"):
         load_run(run).snapshots[0].load()
+
+
+def test_non_numeric_metrics_value_refused_by_file_column_and_row(tmp_path):
+    run = write_run(tmp_path, "r", steps=(0, 10))
+    text = (run / "metrics.csv").read_text().replace("\n10,", "\nten,")
+    (run / "metrics.csv").write_text(text)
+    with pytest.raises(RunFormatError, match=r"metrics\.csv: column step, row 2: 'ten' is not a number"):
+        load_run(run)
+
+
+@pytest.mark.parametrize("entry", [[12, 8], {"shape": [12, -8]}, {"shape": "12x8"}, {"shape": [True]}])
+def test_malformed_sparse_tensors_shape_refused(tmp_path, entry):
+    run = write_run(tmp_path, "r", steps=(0,))
+    meta = json.loads((run / "config.json").read_text())
+    meta["sparse_tensors"]["fc.weight"] = entry
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RunFormatError, match=r"config\.json: sparse_tensors fc\.weight: shape must be"):
+        load_run(run)
+
+
+def test_deeply_nested_meta_is_a_format_error_not_a_recursion_crash(tmp_path):
+    run = write_run(tmp_path, "r", steps=(0,))
+    file = run / "snapshots" / "step_00000000.npz"
+    _rewrite(file, meta=np.array("[" * 100_000))
+    with pytest.raises(RunFormatError, match=r"step_00000000\.npz: meta is not valid JSON"):
+        load_run(run)

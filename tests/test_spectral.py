@@ -5,15 +5,16 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 import sift_graph
-from sift_graph import spectral
+from sift_graph import spectral, threads
 from sift_graph.bipartite import degree_classes, dense_rows
-from sift_graph.spectral import _gram, top2_dense, top2_singular_values
+from sift_graph.spectral import record_routes, top2_blocks, top2_singular_values
 
 
 def svd_top2(a: np.ndarray) -> np.ndarray:
-    with spectral.blas_threads(1):  # multi-threaded LAPACK crawls on a loaded 2-core machine
+    with threads.blas_threads(1):  # multi-threaded LAPACK crawls on a loaded 2-core machine
         s = np.linalg.svd(np.asarray(a, dtype=np.float64), compute_uv=False)
     return np.concatenate([s, [0.0, 0.0]])[:2]
 
@@ -37,41 +38,48 @@ def test_small_random_blocks_match_dense_svd(shape, density, weighted):
     assert_matches_svd(a)
 
 
-def test_large_layer_dense_gram_path_matches_dense_svd(monkeypatch):
-    """Several BLAS row chunks, float32 0/1 Gram route and float64 weighted route."""
-    monkeypatch.setattr(spectral, "_CHUNK_ROWS", 256)
+WHOLE_LAYER_ROUTES = ["gram-dense32", "gram-dense64", "gram-sparse", "lanczos"]
+
+
+@pytest.mark.parametrize("route", WHOLE_LAYER_ROUTES)
+def test_every_whole_layer_route_matches_dense_svd(monkeypatch, route):
+    """Each route forced in turn (several row chunks for the dense Grams), mask and |W|."""
+    monkeypatch.setattr(spectral, "_CHUNK_ENTRIES", 300 * 256)
+    monkeypatch.setattr(spectral, "_route", lambda b, binary: route)
     rng = np.random.default_rng(7)
-    mask = rng.random((1200, 300)) < 0.3  # dense cost wins at this density
-    assert_matches_svd(mask.astype(float))
-    assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
+    mask = rng.random((1200, 300)) < 0.2
+    for a in (mask.astype(float), mask * np.abs(rng.standard_normal(mask.shape))):
+        if route == "gram-dense32" and not np.all(a[a != 0] == 1):
+            continue  # the float32 Gram is exact only for 0/1 matrices; the cost model never picks it otherwise
+        with record_routes() as taken:
+            assert_matches_svd(a)
+        assert taken == [route]
 
 
-def test_large_layer_sparse_gram_path_matches_dense_svd():
+def test_cost_model_routes():
+    """Gram where its GEMM + eigensolve is cheaper, Lanczos for a wide side or a costly float64 Gram."""
     rng = np.random.default_rng(8)
-    mask = rng.random((1500, 300)) < 0.01  # sparse Gram wins at this density
-    assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
+
+    def route(shape, density, binary):
+        b = sp.random(*shape, density=density, random_state=rng, format="csr")
+        if binary:
+            b.data[:] = 1.0
+        return spectral._route(b, binary)
+
+    assert route((4608, 512), 0.1, True) == "gram-dense32"
+    assert route((4608, 512), 0.01, False) == "gram-sparse"
+    assert route((20000, 5000), 0.001, True) == "lanczos"  # side above GRAM_MAX_SIDE
+    assert route((14571, 1619), 0.1, False) == "lanczos"  # float64 Gram of 3.8e10 MACs
 
 
-def test_arpack_path_for_wide_layers_matches_dense_svd(monkeypatch):
+def test_arpack_route_for_wide_layers_matches_dense_svd(monkeypatch):
     monkeypatch.setattr(spectral, "GRAM_MAX_SIDE", 100)  # force svds(arpack) on a cheap matrix
     rng = np.random.default_rng(9)
     mask = rng.random((500, 300)) < 0.1
-    assert_matches_svd(mask.astype(float))
-    assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
-
-
-def test_large_weighted_layers_go_to_arpack_and_match_dense_svd(monkeypatch):
-    """Weighted matrices above the Gram-cost threshold use svds; 0/1 ones keep the Gram."""
-    monkeypatch.setattr(spectral, "_ARPACK_MIN_FLOAT_GRAM_MACS", 1e6)
-    calls = []
-    arpack = spectral._top2_arpack
-    monkeypatch.setattr(spectral, "_top2_arpack", lambda b: calls.append(b.shape) or arpack(b))
-    rng = np.random.default_rng(10)
-    mask = rng.random((900, 200)) < 0.1
-    assert_matches_svd(mask.astype(float))
-    assert calls == []
-    assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
-    assert calls == [(900, 200)]
+    with record_routes() as taken:
+        assert_matches_svd(mask.astype(float))
+        assert_matches_svd(mask * np.abs(rng.standard_normal(mask.shape)))
+    assert taken == ["lanczos", "lanczos"]
 
 
 def test_complete_bipartite_has_sigma1_sqrt_ab_and_sigma2_zero():
@@ -144,29 +152,111 @@ def test_empty_matrix_has_zero_singular_values():
     assert top2_singular_values(np.zeros((5, 4))) == (0.0, 0.0)
 
 
-def test_degree_class_blocks_match_dense_svd():
-    """The per-class route (dense block, Gram of the smaller side) of a conv layer, mask and |W|."""
-    rng = np.random.default_rng(12)
-    mask = rng.random((40, 30, 3, 3)) < 0.15
+def class_blocks(seed=12, shape=(40, 30, 3, 3), density=0.15):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(shape) < density
     b = sift_graph.biadjacency(mask)
     bw = sift_graph.biadjacency(mask * np.abs(rng.standard_normal(mask.shape)))
-    checked = 0
-    for d, idx in degree_classes(b):
-        for block, binary in ((dense_rows(b, idx), True), (dense_rows(bw, idx), False)):
-            ours = np.array(top2_dense(block, binary=binary))
-            ref = svd_top2(block)
-            assert np.all(np.abs(ours - ref) <= 1e-9 * max(ref[0], 1e-300)), (d, ours, ref)
-            checked += 1
-    assert checked > 20
+    groups = [idx for d, idx in degree_classes(b) if d and len(idx) >= 2]
+    return b, bw, groups
 
 
-@pytest.mark.parametrize("shape,chunk", [((700, 90), 90 * 256), ((3000, 200), 2**25)])
-def test_int8_and_float_gram_routes_agree_exactly(monkeypatch, shape, chunk):
-    rng = np.random.default_rng(13)
-    b = sp.csr_matrix((rng.random(shape) < 0.2).astype(float))
-    monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", 0)
-    monkeypatch.setattr(spectral, "_INT_GEMM_CHUNK_ENTRIES", chunk)  # several chunks for the first
-    g_int = _gram(b)
-    monkeypatch.setattr(spectral, "_INT_GEMM_MIN_MACS", float("inf"))
-    np.testing.assert_array_equal(g_int, _gram(b))
-    np.testing.assert_array_equal(g_int, (b.T @ b).toarray())
+def test_degree_class_blocks_match_dense_svd():
+    """The batched per-class route (padded stacks, one eigvalsh per bucket), mask and |W|."""
+    b, bw, groups = class_blocks()
+    assert len(groups) > 10
+    for m, binary in ((b, True), (bw, False)):
+        with record_routes() as taken:
+            ours = top2_blocks(m, groups, binary=binary)
+        assert "blocks" in taken
+        for g, s in zip(groups, ours):
+            ref = svd_top2(dense_rows(m, g))
+            assert np.all(np.abs(s - ref) <= 1e-9 * max(ref[0], 1e-300)), (s, ref)
+
+
+def test_zero_padding_does_not_change_the_top_two(monkeypatch):
+    """Every block alone (no padding) equals the same block padded inside its bucket's stack."""
+    b, bw, groups = class_blocks(seed=13)
+    calls = []
+    stack = spectral._stack_numpy
+    monkeypatch.setattr(spectral, "_stack_numpy", lambda *a: calls.append(a[3]) or stack(*a))
+    for m, binary in ((b, True), (bw, False)):
+        calls.clear()
+        batched = top2_blocks(m, groups, binary=binary)
+        assert len(calls) < len(groups) / 2  # blocks of several sizes share a call
+        alone = np.array([top2_blocks(m, [g], binary=binary)[0] for g in groups])
+        np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-12 * alone[:, 0].max())
+    # a padded 0/1 stack: an all-ones 2×5 block (σ = √10, 0) padded to 6×6
+    ones = sp.csr_matrix(np.ones((2, 5)))
+    np.testing.assert_allclose(spectral._stack_numpy(ones.toarray(), np.array([0, 2]), np.zeros(1, int), 6, [False]),
+                               [[0.0, 10.0]], atol=1e-12)
+
+
+def test_blocks_cover_closed_form_wide_and_tall_cases():
+    """One-row / one-column blocks (closed form), blocks with more rows than touched columns."""
+    rng = np.random.default_rng(14)
+    a = (rng.random((60, 8)) < 0.5) * rng.random((60, 8))
+    a[0] = 0
+    a[1, :] = 0
+    a[1, 3] = 2.0
+    m = sp.csr_matrix(a)
+    groups = [np.arange(0, 2), np.arange(2, 40), np.array([40]), np.arange(41, 60)]
+    ours = top2_blocks(m, groups)
+    for g, s in zip(groups, ours):
+        ref = svd_top2(a[g])
+        assert np.all(np.abs(s - ref) <= 1e-9 * ref[0]), (g, s, ref)
+
+
+METRIC_KEYS = ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg", "sigma1", "sigma2", "lambda_sigma1",
+               "lambda_sigma2", "imdb", "ism", "delta_s")
+
+
+def assert_same_metrics(a: dict, b: dict):
+    scale = max(abs(a.get("sigma1", 0.0)), abs(a.get("lambda_sigma1", 0.0)), 1.0)
+    for key in METRIC_KEYS:
+        if key in a:
+            assert (np.isnan(a[key]) and np.isnan(b[key])) or abs(a[key] - b[key]) <= 1e-9 * scale, key
+    assert a["reason"] == b["reason"]
+
+
+def test_torch_device_code_path_equals_cpu_route(monkeypatch):
+    """The device route (torch float64 Grams, batched torch eigvalsh) run on the CPU."""
+    rng = np.random.default_rng(15)
+    mask = rng.random((48, 24, 3, 3)) < 0.2
+    weight = rng.standard_normal(mask.shape) * 1e-250  # the device route scales too
+    cpu = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
+    monkeypatch.setattr(spectral, "_use_torch", lambda device: True)
+    with record_routes() as taken:
+        dev = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
+    assert "gram-device" in taken and "blocks" in taken
+    for c in sift_graph.CONVENTIONS:
+        assert_same_metrics(cpu[c], dev[c])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_route_equals_cpu_route_and_dense_svd():
+    rng = np.random.default_rng(16)
+    mask = rng.random((96, 64, 3, 3)) < 0.1
+    weight = rng.standard_normal(mask.shape).astype(np.float32)
+    for c in sift_graph.CONVENTIONS:
+        assert_same_metrics(sift_graph.layer_metrics(mask, weight, convention=c),
+                            sift_graph.layer_metrics(mask, weight, convention=c, device="cuda"))
+    b = sift_graph.biadjacency(mask * np.abs(weight))
+    s = top2_singular_values(b, device="cuda")
+    ref = svd_top2(b.toarray())
+    assert np.all(np.abs(np.array(s) - ref) <= 1e-9 * ref[0])
+    b, bw, groups = class_blocks(seed=17)
+    for g, s in zip(groups, top2_blocks(bw, groups, device="cuda")):
+        ref = svd_top2(dense_rows(bw, g))
+        assert np.all(np.abs(s - ref) <= 1e-9 * ref[0])
+
+
+def test_every_route_is_deterministic(monkeypatch):
+    """Same input, same bits: each whole-layer route and the batched class route."""
+    rng = np.random.default_rng(18)
+    a = sp.csr_matrix((rng.random((600, 150)) < 0.1) * np.abs(rng.standard_normal((600, 150))))
+    for route in ("gram-dense64", "gram-sparse", "lanczos"):
+        monkeypatch.setattr(spectral, "_route", lambda b, binary, r=route: r)
+        assert top2_singular_values(a) == top2_singular_values(a)
+    groups = [np.arange(i, i + 20 + i % 7) for i in range(0, 500, 30)]
+    np.testing.assert_array_equal(top2_blocks(a, groups), top2_blocks(a, groups))

@@ -34,15 +34,19 @@ NOT_METRIC_CODE = ("__init__.py", "__main__.py", "files.py", "version.py", "plot
                    "pipeline.py", "cli_analyze.py")
 
 
-@functools.cache
-def metric_code_id() -> str:
-    """12 hex digits of sha256 over the sift version and the source of the metric modules."""
-    package = Path(__file__).resolve().parent.parent
+def code_id(package: Path) -> str:
+    """12 hex digits of sha256 over the sift version and the source of ``package``'s metric modules."""
     digest = hashlib.sha256(__version__.encode())
     for source in sorted(package.glob("*.py")):
         if source.name not in NOT_METRIC_CODE:
             digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:12]
+
+
+@functools.cache
+def metric_code_id() -> str:
+    """:func:`code_id` of this ``sift_graph`` (part of every cache entry's name)."""
+    return code_id(Path(__file__).resolve().parent.parent)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

@@ -7,6 +7,7 @@ hashed (the cache key of exactly the content analysed) and decoded from memory.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 from collections.abc import Callable
@@ -19,9 +20,8 @@ from tqdm.auto import tqdm
 
 from ..model import layer_row
 from ..runs import RunFormatError, Snapshot
-from .options import UsageError
+from .options import DASK_EXTRA, UsageError
 
-DASK_EXTRA = "pip install 'sift[dask]'"
 _LIMITS = None  # threadpoolctl limits of a worker process, kept alive for its lifetime
 
 
@@ -105,13 +105,20 @@ def _distributed():
     return distributed
 
 
-def connect_dask(address: str):
-    """A ``dask.distributed.Client`` of the scheduler at ``address`` (one line if it cannot be reached)."""
+@contextlib.contextmanager
+def dask_client(client):
+    """``client`` itself, or for a scheduler address a ``dask.distributed.Client`` of it, closed on exit
+    (a :class:`UsageError` if the scheduler cannot be reached)."""
+    if not isinstance(client, str):
+        yield client
+        return
     distributed = _distributed()
     try:
-        return distributed.Client(address, timeout="20s")
+        connected = distributed.Client(client, timeout="20s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise UsageError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+        raise UsageError(f"cannot reach the Dask scheduler at {client} ({exc})") from None
+    with connected:
+        yield connected
 
 
 def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, device: str,

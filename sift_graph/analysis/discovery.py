@@ -23,15 +23,16 @@ class Discovery:
 def find_runs(paths) -> Discovery:
     """Every folder holding a ``config.json`` under ``paths`` (a path may itself be a run).
 
-    Folders named ``snapshots`` holding ``.npz`` files but no ``config.json`` next to them are
-    reported as problems; unreadable folders too.
+    Real folders are searched before symlinked ones, so a run reachable both ways is found (and
+    labelled) at its real place. Folders named ``snapshots`` holding ``.npz`` files but no
+    ``config.json`` next to them are reported as problems; unreadable folders too.
     """
     found = Discovery()
     seen: dict[tuple[int, int], Path] = {}
     for root in map(Path, paths):
-        stack = [(root, ())]
-        while stack:
-            folder, ancestors = stack.pop()
+        folders, links = [(root, ())], []
+        while folders or links:
+            folder, ancestors = folders.pop() if folders else links.pop(0)
             try:
                 st = folder.stat()
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -53,8 +54,9 @@ def find_runs(paths) -> Discovery:
             if folder.name == "snapshots" and any(n.endswith(".npz") for n in names):
                 found.problems.append(f"{folder.parent / 'config.json'}: missing (folder has snapshots)")
                 continue
-            children = [Path(e.path) for e in entries if _is_folder(e)]
-            stack.extend((child, (*ancestors, key)) for child in reversed(children))
+            children = [e for e in entries if _is_folder(e)]
+            links.extend((Path(e.path), (*ancestors, key)) for e in children if e.is_symlink())
+            folders.extend((Path(e.path), (*ancestors, key)) for e in reversed(children) if not e.is_symlink())
     return found
 
 

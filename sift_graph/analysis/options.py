@@ -11,6 +11,7 @@ from ..layer import CONVENTIONS, layer_metrics
 
 FORMATS = ("png", "svg", "pdf")
 INVALID_RULES = ("skip", "zero")
+DASK_EXTRA = "pip install 'sift[dask]'"
 #: Default metric of the per-layer heatmaps, per convention.
 DEFAULT_LAYER_METRIC = {"hoang2023a": "delta_r_imdb", "hoang2023b": "imdb"}
 
@@ -34,7 +35,6 @@ class AnalyzeOptions:
     device: str
     max_snapshot_bytes: int | None
     progress: bool
-    distributed: bool
 
 
 def layer_metric_columns(convention: str) -> tuple[str, ...]:
@@ -95,8 +95,11 @@ def _check_output(out: Path) -> None:
 
 def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid="skip", figures=True,
                  fmt="png", layer_metric=None, device="cpu", max_snapshot_bytes=None, progress=True,
-                 distributed=False) -> AnalyzeOptions:
-    """Check every input of ``analyze``; raise :class:`UsageError` (one line) for the first bad one."""
+                 client=None) -> AnalyzeOptions:
+    """Check every input of ``analyze``; raise :class:`UsageError` (one line) for the first bad one.
+
+    ``client``: a Dask client or scheduler address (the cluster is reached later, if work is left).
+    """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or ())
     if not paths:
         raise UsageError("no path given")
@@ -111,8 +114,14 @@ def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid
     _one_of(fmt, FORMATS, "figure format")
     metric = DEFAULT_LAYER_METRIC[convention] if layer_metric is None else layer_metric
     _one_of(metric, layer_metric_columns(convention), f"layer metric for {convention}")
+    distributed = client is not None
     if distributed and jobs is not None:
         raise UsageError("jobs applies to local worker processes; a Dask cluster sets its own workers")
+    if isinstance(client, str):
+        try:
+            import distributed as _  # noqa: F401 - only whether it is installed
+        except ImportError:
+            raise UsageError(f"the Dask route needs dask.distributed: {DASK_EXTRA}") from None
     device = check_device(device, local=not distributed)
     if jobs is None:  # on a GPU one process: the GPU does the parallel work
         jobs = 1 if device != "cpu" else _cores()
@@ -123,5 +132,4 @@ def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid
     _check_output(out)
     return AnalyzeOptions(paths=paths, out=out, jobs=jobs, convention=convention, invalid=invalid,
                           figures=bool(figures), fmt=fmt, layer_metric=metric, device=device,
-                          max_snapshot_bytes=max_snapshot_bytes, progress=bool(progress),
-                          distributed=distributed)
+                          max_snapshot_bytes=max_snapshot_bytes, progress=bool(progress))

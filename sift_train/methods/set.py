@@ -10,5 +10,6 @@ class SET(DropAndGrow):
     name = "set"
 
     def grow_scores(self, weight, grad, kept, generator):
-        """``U(0, 1)`` per entry, drawn from the run's mask generator (CPU, for reproducibility)."""
-        return torch.rand(weight.shape, generator=generator).to(weight.device)
+        """``U(0, 1)`` per entry, drawn from the run's mask generator on its device (the model's; under
+        DDP its state is the same on every rank, so every rank grows the same entries)."""
+        return torch.rand(weight.shape, generator=generator, device=generator.device).to(weight.device)
