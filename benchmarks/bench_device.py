@@ -75,8 +75,8 @@ def make(args, device, masked: bool, method="static", interval=10**9, amp="off",
         gen = torch.Generator(device).manual_seed(0)
         s = {n: args.sparsity for n in shapes}
         targets = {n: active_count(torch.Size(sh).numel(), args.sparsity) for n, sh in shapes.items()}
-        sparse = SparseTraining(model, opt, random_masks(shapes, s, gen), targets, get_method(method),
-                                UpdateSchedule(end=10**9, interval=interval), gen)
+        sparse = SparseTraining.from_parts(model, opt, random_masks(shapes, s, gen), targets, get_method(method),
+                                           UpdateSchedule(end=10**9, interval=interval), gen)
     fmt = torch.channels_last if device.type == "cuda" and len(in_shape) == 3 else torch.contiguous_format
     x = torch.randn(args.batch, *in_shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, classes, (args.batch,), device=device)

@@ -21,7 +21,8 @@ Printed: wall seconds, CPU seconds (all threads; steadier than wall time on a sh
 speed-up (baseline / sift wall time), |difference| per metric, peak RSS of the process and the part
 of it added by the metric call (inputs already allocated before), the solver routes sift took
 (:func:`sift_graph.spectral.record_routes`: ``gram-dense32``/``gram-dense64``/``gram-sparse``/
-``lanczos`` for the whole layer, ``blocks`` for the batched degree classes, ``svd`` fallbacks) and
+``lanczos`` (``arpack`` if it does not converge) for the whole layer, ``blocks`` for the batched
+degree classes, ``svd`` for rank-deficient fallbacks) and
 the CPU model. sift is timed as the best of ``--repeat`` calls, each baseline once. sift pins BLAS
 itself (1 thread, all cores only for large dense Gram products); run on an otherwise idle machine
 for clean numbers. torch is imported before timing in every method.

@@ -36,8 +36,8 @@ def _setup(name, in_shape, family, sparsity, masked, method="static", interval=1
         s = {n: sparsity for n in shapes}
         gen = torch.Generator().manual_seed(seed)
         targets = {n: active_count(torch.Size(sh).numel(), sparsity) for n, sh in shapes.items()}
-        sparse = SparseTraining(model, opt, random_masks(shapes, s, gen), targets, get_method(method),
-                                UpdateSchedule(end=10**9, interval=interval), gen)
+        sparse = SparseTraining.from_parts(model, opt, random_masks(shapes, s, gen), targets, get_method(method),
+                                           UpdateSchedule(end=10**9, interval=interval), gen)
     return model, opt, sparse
 
 

@@ -17,12 +17,12 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from . import cli_analyze
+from . import cli_analyze, cli_metrics
 from .analysis.options import UsageError
 from .files import atomic_write_text
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
-COMMANDS = (cli_analyze,)
+COMMANDS = (cli_analyze, cli_metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .bipartite import degree_classes, node_counts, touched_columns
-from .spectral import GRAM_MAX_SIDE, top2_blocks, top2_singular_values
+from .spectral import top2_blocks, top2_singular_values
 from .threads import allowed_threads, single_threaded_blas_products
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
@@ -171,13 +171,12 @@ def _mask_half(bm: sp.csr_matrix) -> tuple[dict, list[dict]]:  # CPU only
 
 def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
     """Whether :func:`_both_halves` pays off: a large CPU layer with a weight, two BLAS threads allowed."""
-    return (device == "cpu" and bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
-            and max(min(bm.shape), min(bw.shape)) <= GRAM_MAX_SIDE)  # ARPACK path stays serial
+    return device == "cpu" and bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
 
 
 def _both_halves(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]]:
     """Mask spectra and |W⊙M| spectra in two threads; the merged results equal the serial ones."""
-    # three jobs on two threads, longest (the float64 whole-layer Gram) first
+    # three jobs on two threads, the whole-layer |W⊙M| solve first
     with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
         full_job = pool.submit(full_graph_score, bm, bw, mask_spectrum=False)
         mask_job = pool.submit(_mask_half, bm)

@@ -10,34 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .checkpoints import MASK_SUFFIX, layers_from_state_dict
 from .layer import layer_metrics
 from .validation import check_mask
 
 __all__ = ["model_metrics", "aggregate_layers", "layers_from_state_dict", "MASK_SUFFIX"]
 
-#: ``torch.nn.utils.prune`` and ``sift_train.masking`` store the mask of parameter ``<p>`` as ``<p>_mask``.
-MASK_SUFFIX = "_mask"
 #: Columns that identify a row rather than measure it; never averaged.
 ID_COLUMNS = ("run", "step", "epoch", "layer", "shape", "reason", "test_acc", "seed")
 #: Metrics whose count of defined (non-NaN) layers :func:`aggregate_layers` reports.
 MAIN_METRICS = ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg", "delta_s", "imdb", "imdb_norm", "narc")
-
-
-def layers_from_state_dict(state: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{param_name: (mask, weight)}`` for every ``<param>_mask`` entry of a state dict.
-
-    The weight is ``state[<param>]`` (``sift_train`` masks, or a pruned model after
-    ``prune.remove``) or else ``state[<param>_orig]`` (``torch.nn.utils.prune`` while pruning);
-    ``None`` if neither exists. Tensors without a mask are dense and not listed.
-    """
-    layers = {}
-    for key, mask in state.items():
-        if not key.endswith(MASK_SUFFIX):
-            continue
-        param = key[: -len(MASK_SUFFIX)]
-        weight = state.get(param, state.get(param + "_orig"))
-        layers[param] = (mask, weight)
-    return layers
 
 
 def _normalise(layers: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -61,10 +43,9 @@ def layer_row(name: str, mask: Any, weight: Any, *, convention: str, device: str
     """One tidy row: ``layer``, ``shape`` (e.g. ``"64x64x3x3"``), ``density`` (mask nonzeros / size),
     then every key of :func:`sift_graph.layer_metrics` on ``device`` (``reason`` last)."""
     m = check_mask(mask)
-    on_device = {} if device == "cpu" else {"device": device}
     return {"layer": name, "shape": "x".join(str(s) for s in m.shape),
             "density": float(np.count_nonzero(m)) / m.size,
-            **layer_metrics(m, weight, convention=convention, **on_device)}
+            **layer_metrics(m, weight, convention=convention, device=device)}
 
 
 def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") -> pd.DataFrame:

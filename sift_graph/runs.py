@@ -136,13 +136,19 @@ def load_run(path: str | Path, *, strict: bool = True, max_snapshot_bytes: int |
         if strict:
             raise RunFormatError(problem)
         problems.append(problem)
+    steps: dict[int, Path] = {}
     for file in sorted(snap_dir.glob("step_*.npz")) if snap_dir.is_dir() else []:
         try:
-            snapshots.append(read_snapshot_meta(file, max_bytes=limit))
+            snapshot = read_snapshot_meta(file, max_bytes=limit)
+            if snapshot.step in steps:
+                raise RunFormatError(f"{file}: step {snapshot.step} already has {steps[snapshot.step].name}")
         except RunFormatError as exc:
             if strict:
                 raise
             problems.append(str(exc))
+            continue
+        steps[snapshot.step] = file
+        snapshots.append(snapshot)
     snapshots.sort(key=lambda s: s.step)
     return Run(path=path, meta=meta, metrics=metrics, snapshots=snapshots,
                finished=(path / "done.json").is_file(), problems=problems)

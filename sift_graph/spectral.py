@@ -14,8 +14,9 @@ Whole layers (:func:`top2_singular_values`):
 * each component takes the cheaper of two exact routes by the cost model below (never by the
   machine): ``gram`` — the Gram matrix of the smaller side (m ≤ ``GRAM_MAX_SIDE``), formed by
   dense BLAS in row chunks (n·m² multiply-adds) or by a sparse product (Σ_rows nnz²), then LAPACK
-  ``eigh`` for the top two (≈ 4/3·m³); or ``lanczos`` — ARPACK ``svds(k=2, tol=0)`` on B with a
-  fixed start vector (≈ ``_LANCZOS_MATVECS`` mat-vecs with B and Bᵀ, 2·nnz each). A 0/1 Gram is
+  ``eigh`` for the top two (≈ 4/3·m³); or ``lanczos`` — Lanczos on BᵀB with full
+  reorthogonalisation and a fixed start vector (≈ ``_LANCZOS_MATVECS`` mat-vecs with B and Bᵀ,
+  2·nnz each), with ARPACK ``svds(k=2, tol=0)`` (``arpack``) if it does not converge. A 0/1 Gram is
   formed in float32 BLAS: its entries are integer counts < 2²⁴, so the product is exact;
 * rank-deficient Grams (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
   ≈ √eps·σ1 (spec §8), are recomputed by dense SVD (``svd``), or ARPACK when too large.
@@ -68,10 +69,16 @@ RANK_DEFICIENT_RTOL = 1e-6
 #: while the sparse ones stay, which moves each break-even point by ≤ 2×, where the two routes cost
 #: the same within 2×: no route is ever far from the faster one.
 _RATES = {"gemm32": 1.2e11, "gemm64": 4.3e10, "eig": 2e10, "spmv": 1.3e9, "spgemm": 5e8}
-#: ARPACK mat-vec pairs for σ2 at ``tol=0`` (150-190 measured on random layers, ncv = 40), and
-#: the fixed cost of one ARPACK step (reverse communication, orthogonalisation), in seconds.
-_LANCZOS_MATVECS = 200
+#: Lanczos steps (mat-vec pairs) for σ1, σ2 (60-100 measured on random layers; implicitly restarted
+#: ARPACK needs 150-190), and the fixed cost of one step (reorthogonalisation, Python), in seconds.
+_LANCZOS_MATVECS = 100
 _LANCZOS_STEP_SECONDS = 5e-5
+#: Lanczos stops when the residual bound of both top Ritz values is ≤ this·σ1·max(σ_i, RTOL·σ1)
+#: (the eigenvalue σ_i² of BᵀB is then within it, so σ_i within ≈ this/2·σ1: 20× inside 1e-9·σ1);
+#: after ``_LANCZOS_MAX_STEPS`` without convergence ARPACK takes over.
+_LANCZOS_RTOL = 1e-10
+_LANCZOS_MAX_STEPS = 400
+_LANCZOS_CHECK_EVERY = 5
 #: Whole-layer dense Gram products (MACs) large enough to use every core the caller allows
 #: (class blocks stay single-threaded: measured 3× slower with 2 threads on a loaded 2-core box).
 _THREADED_MACS = 1e10
@@ -80,9 +87,9 @@ _CHUNK_ENTRIES = 2**24
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
 #: Class blocks whose smaller side exceeds this go through :func:`top2_singular_values`.
 _BLOCK_MAX_SIDE = 2048
-#: A size bucket of :func:`top2_blocks` holds sides in [s, max(s + 8, 1.15·s)]: padding costs at
-#: most 1.15³ ≈ 1.5× the eigensolve flops of a large block, and small blocks share one call.
-_BUCKET_RATIO, _BUCKET_SLACK = 1.15, 8
+#: A size bucket of :func:`top2_blocks` holds sides in [s, max(s + 8, 1.1·s)]: padding costs at
+#: most 1.1³ ≈ 1.33× the eigensolve flops of a large block, and small blocks share one call.
+_BUCKET_RATIO, _BUCKET_SLACK = 1.1, 8
 
 #: Route names taken while :func:`record_routes` is active (None: not recording).
 _route_log: list[str] | None = None
@@ -114,7 +121,7 @@ def _use_torch(device: str) -> bool:
 
 
 def _fixed_v0(n: int) -> np.ndarray:
-    """Deterministic ARPACK start vector (not ones: that is σ1's vector of a biregular graph)."""
+    """Deterministic Lanczos/ARPACK start vector (not ones: σ1's vector of a biregular graph)."""
     return np.random.default_rng(20230724).standard_normal(n)
 
 
@@ -202,12 +209,55 @@ def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
     return _top2_arpack(b)
 
 
+def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:
+    """σ1, σ2 of ``b`` (n × m, m ≤ n) by Lanczos on BᵀB with full reorthogonalisation and a fixed
+    start vector; ``None`` if not converged in ``_LANCZOS_MAX_STEPS`` steps.
+
+    Convergence: for the Ritz value θ_i of the j-step tridiagonal T_j with eigenvector s_i, BᵀB has an
+    eigenvalue within β_j·|s_i[j]| of θ_i (Krylov-Bogoliubov bound; θ_i ≤ λ_i by interlacing). An
+    unrestarted Krylov space of dimension j is the best of its size, so this needs about half the
+    mat-vecs of implicitly restarted ARPACK (ncv = 40) on the same matrices.
+    """
+    n, m = b.shape
+    steps = min(m, _LANCZOS_MAX_STEPS)
+    basis = np.empty((steps + 1, m))
+    v = _fixed_v0(m)
+    basis[0] = v / np.linalg.norm(v)
+    alpha: list[float] = []
+    beta: list[float] = []
+    bt = b.T  # CSC view: no transposed copy
+    for j in range(steps):
+        u = bt @ (b @ basis[j])
+        alpha.append(float(basis[j] @ u))
+        for _ in range(2):  # classical Gram-Schmidt, twice: orthogonal to working precision
+            u -= basis[: j + 1].T @ (basis[: j + 1] @ u)
+        beta_j = float(np.linalg.norm(u))
+        if j >= 1 and ((j + 1) % _LANCZOS_CHECK_EVERY == 0 or j + 1 == steps or beta_j == 0.0):
+            theta, vecs = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), select="i",
+                                               select_range=(j - 1, j))
+            top = np.clip(theta[::-1], 0.0, None)
+            bound = beta_j * np.abs(vecs[-1, ::-1])
+            sigma = np.sqrt(top)
+            ok = bound <= _LANCZOS_RTOL * sigma[0] * np.maximum(sigma, RANK_DEFICIENT_RTOL * sigma[0])
+            rank_deficient = top[1] + bound[1] < (RANK_DEFICIENT_RTOL * sigma[0]) ** 2  # caller uses SVD
+            if ok[0] and (ok[1] or rank_deficient):
+                return sigma
+        if beta_j == 0.0 or j + 1 == steps:
+            break
+        beta.append(beta_j)
+        basis[j + 1] = u / beta_j
+    if m <= steps and len(alpha) == m:  # the whole space: the Ritz values are the eigenvalues
+        theta = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), eigvals_only=True)
+        return np.sqrt(np.clip(theta[::-1][:2], 0.0, None))
+    return None
+
+
 #: One ARPACK solve at a time: the metric code may run two Python threads (hoang2023a.py).
 _ARPACK_LOCK = threading.Lock()
 
 
 def _top2_arpack(b: sp.csr_matrix) -> np.ndarray:
-    _note("lanczos")
+    _note("arpack")
     m = b.shape[1]
     with _ARPACK_LOCK:
         s = svds(
@@ -247,10 +297,13 @@ def _top2_connected(b: sp.csr_matrix, device: str) -> np.ndarray:
         s = _torch_top2_gram(b, device)
     else:
         route = _route(b, binary)
-        if route == "lanczos":
-            return _top2_arpack(b)
         _note(route)
-        s = _top2_eigvalsh(_gram(b, route))
+        if route == "lanczos":
+            s = _top2_lanczos(b)
+            if s is None:
+                return _top2_arpack(b)
+        else:
+            s = _top2_eigvalsh(_gram(b, route))
     if s[1] < RANK_DEFICIENT_RTOL * s[0]:
         s = _top2_svd(b)
     return s
@@ -346,13 +399,20 @@ def _chunks(bucket: list[int], lens: np.ndarray, n_cols: int, side: int) -> list
     return chunks
 
 
-def _block_exponents(dense: np.ndarray, starts: np.ndarray, binary: bool) -> np.ndarray:
-    """Per-block scale exponents (0 for 0/1 blocks): block j is solved as block/2^e_j."""
-    exps = np.zeros(len(starts) - 1, dtype=np.int64)
-    if not binary:
-        e = np.frexp(np.maximum.reduceat(np.abs(dense).max(axis=1), starts[:-1]))[1]
-        exps[np.abs(e) > _SAFE_EXPONENT] = e[np.abs(e) > _SAFE_EXPONENT]
-    return exps
+def _row_exponents(b: sp.csr_matrix, binary: bool) -> np.ndarray:
+    """Scale exponent of every row's largest |entry| (0 for 0/1 matrices and empty rows)."""
+    if binary or b.nnz == 0:
+        return np.zeros(b.shape[0], dtype=np.int64)
+    nonempty = np.diff(b.indptr) > 0
+    row_max = np.zeros(b.shape[0])
+    row_max[nonempty] = np.maximum.reduceat(np.abs(b.data), b.indptr[:-1][nonempty])
+    return np.frexp(row_max)[1].astype(np.int64)
+
+
+def _block_exponent(row_exps: np.ndarray, rows: np.ndarray) -> int:
+    """Scale exponent of a block (its rows' largest), 0 while no scaling is needed."""
+    e = int(row_exps[rows].max())
+    return e if abs(e) > _SAFE_EXPONENT else 0
 
 
 def _stack_numpy(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: int, tall: np.ndarray) -> np.ndarray:
@@ -381,8 +441,9 @@ def _stack_torch(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: 
     stack = torch.zeros((len(exps), side, side), dtype=torch.float64, device=device)
     for j in range(len(exps)):
         d = d_all[starts[j] : starts[j + 1]]
-        if exps[j]:
-            d = torch.ldexp(d, torch.tensor(-float(exps[j]), dtype=torch.float64, device=device))
+        if exps[j]:  # two exact power-of-two factors: 2^±1074 alone would not fit in float64
+            half = -int(exps[j]) // 2
+            d = d * math.ldexp(1.0, half) * math.ldexp(1.0, -int(exps[j]) - half)
         if tall[j]:
             d = d[:, (d != 0).any(dim=0)]
             g = d.T @ d
@@ -392,11 +453,10 @@ def _stack_torch(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: 
     return torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()
 
 
-def _solve_chunk(b: sp.csr_matrix, groups: Sequence[np.ndarray], tall: np.ndarray, side: int, binary: bool,
-                 device: str) -> np.ndarray:
+def _solve_chunk(b: sp.csr_matrix, groups: Sequence[np.ndarray], tall: np.ndarray, exps: np.ndarray, side: int,
+                 binary: bool, device: str) -> np.ndarray:
     dense = dense_rows(b, np.concatenate(groups), np.float32 if binary else np.float64)
     starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
-    exps = _block_exponents(dense, starts, binary)
     if _use_torch(device):
         ev = _stack_torch(dense, starts, exps, side, tall, device)
     else:
@@ -427,13 +487,14 @@ def top2_blocks(b: sp.csr_matrix, groups: Sequence[np.ndarray], *, binary: bool 
     lens = np.array([len(g) for g in groups], dtype=np.int64)
     touched = touched_columns(b, groups) if touched is None else np.asarray(touched)
     sides = np.minimum(lens, touched)
+    row_exps = _row_exponents(b, binary)
+    exps = np.array([_block_exponent(row_exps, g) for g in groups], dtype=np.int64)
     batched = []
     for i, g in enumerate(groups):
         if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm
             _note("closed-form")
-            data = dense_rows(b, g)
-            e = _scale_exponent(float(np.max(np.abs(data))))
-            out[i] = _unscale(np.array([np.linalg.norm(np.ldexp(data, -e)), 0.0]), e)
+            e = int(exps[i])
+            out[i] = _unscale(np.array([np.linalg.norm(np.ldexp(dense_rows(b, g), -e)), 0.0]), e)
         elif sides[i] > _BLOCK_MAX_SIDE:
             out[i] = top2_singular_values(b[g], device=device)
         elif sides[i] > 1:
@@ -444,6 +505,6 @@ def top2_blocks(b: sp.csr_matrix, groups: Sequence[np.ndarray], *, binary: bool 
     for bucket in _buckets(sides, order):
         side = int(sides[bucket].max())
         for chunk in _chunks(bucket, lens, b.shape[1], side):
-            out[chunk] = _solve_chunk(b, [groups[i] for i in chunk], lens[chunk] > touched[chunk], side, binary,
-                                      device)
+            out[chunk] = _solve_chunk(b, [groups[i] for i in chunk], lens[chunk] > touched[chunk], exps[chunk],
+                                      side, binary, device)
     return out

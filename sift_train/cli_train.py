@@ -10,6 +10,7 @@ from .config import PRESETS, TrainConfig, make_config
 from .datasets import DATASETS
 from .devices import DEVICE_HELP
 from .distributions import DISTRIBUTIONS
+from .method_options import add_method_flags
 from .precision import AMP_MODES
 from .methods import METHODS
 from .models import MODELS
@@ -34,7 +35,7 @@ def _bool(text: str) -> bool:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train one model into a run folder",
-                       description="Train one (Sparse-IFT) model with static/SET/RigL sparse training "
+                       description="Train one (Sparse-IFT) model with a sparse training method "
                                    "and write a run folder (docs/run-format.md). Unset options come "
                                    "from --preset (default: 'cifar' for CIFAR, 'digits' otherwise).")
     p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
@@ -65,6 +66,7 @@ def register(sub) -> None:
     g.add_argument("--drop-fraction", type=float, metavar="ALPHA", help="initial drop fraction α0 (0.3)")
     g.add_argument("--anneal", choices=list(ANNEALS), help="drop-fraction decay (cosine)")
     g.add_argument("--end-fraction", type=float, help="stop mask updates at this fraction of steps (0.75)")
+    add_method_flags(g)
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)

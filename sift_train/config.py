@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from .datasets import DATASETS
 from .distributions import DISTRIBUTIONS
+from .method_options import check_method_options
 from .methods import METHODS
 from .models import MODELS
 from .precision import AMP_MODES
@@ -47,6 +48,15 @@ class TrainConfig:
     drop_fraction: float = 0.3  # α0
     anneal: str = "cosine"
     end_fraction: float = 0.75  # mask updates stop at 75 % of all steps (DYN:99-102)
+    # further methods (methods.md; defaults and sources in docs/training.md)
+    sparsity_pattern: str = ""  # "N:M" or "N:M-T" with static/set/rigl (§4)
+    nm_solver: str = "exact"  # N:M-T tiles: "exact" (LP) or "greedy" (§4.2)
+    init_density: float = 1.0  # GraNet d_i: 1 = dense-to-sparse (§2.4)
+    prune_end_fraction: float = 0.5  # GraNet: pruning ends at this fraction of all steps (GSH: 80/160)
+    block_dims: tuple[int, ...] = (1, 1)  # Spartan blocks (out, in) (§1.7)
+    spartan_budget: str = "global"  # Spartan: global, uniform or erk (§1.6)
+    cost_model: str = "sparsity"  # Spartan: sparsity or flops (§1.6)
+    spartan_beta: float = 10.0  # Spartan β_T (SPR50: ResNet-50 runs)
     # optimisation (BASE:2-10, MAIN:534-539)
     epochs: int = 200
     batch_size: int = 128
@@ -101,11 +111,14 @@ class TrainConfig:
         _check_optimisation(self)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         object.__setattr__(self, "snapshot_at", tuple(sorted({int(m) for m in self.snapshot_at})))
+        object.__setattr__(self, "block_dims", tuple(int(b) for b in self.block_dims))
+        check_method_options(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         d["snapshot_at"] = list(self.snapshot_at)
+        d["block_dims"] = list(self.block_dims)
         return d
 
     @classmethod
@@ -157,7 +170,8 @@ def _check_optimisation(cfg: TrainConfig) -> None:
              ("lr_gamma", cfg.lr_gamma, "a finite number > 0", lambda v: 0.0 < v < math.inf),
              ("momentum", cfg.momentum, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
              ("weight_decay", cfg.weight_decay, "a finite number >= 0", lambda v: 0.0 <= v < math.inf),
-             ("drop_fraction", cfg.drop_fraction, "in [0, 1]", lambda v: 0.0 <= v <= 1.0))
+             ("drop_fraction", cfg.drop_fraction, "in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+             ("warmup_epochs", cfg.warmup_epochs, "a finite number >= 0", lambda v: 0.0 <= v < math.inf))
     for name, value, rule, ok in rules:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
             raise ValueError(f"{name} must be {rule}, got {value!r}")

@@ -11,8 +11,8 @@ every size rule of :mod:`sift_train.widths` is read:
   grow count, spec §2.5 step 3, and the spec §5 table, whose reference numbers it reproduces): 767 for
   s = 0.8, numel = 3840.
 
-Every count in ``sift_train`` (initial masks, RigL/SET targets, Iso-FLOP plans, accounting) comes from
-:func:`active_count`.
+Every count in ``sift_train`` (initial masks, RigL/SET targets, Iso-FLOP plans, accounting, and the
+density schedules of GraNet and Spartan through :func:`count_at_density`) comes from this module.
 """
 from __future__ import annotations
 
@@ -35,3 +35,9 @@ def active_count(numel: int, sparsity: float, variant: str = "paper") -> int:
     if variant == "official":
         return int((1 - sparsity) * numel)
     return math.floor((1 - exact_decimal(sparsity)) * int(numel))
+
+
+def count_at_density(numel: int, density: float) -> int:
+    """The same rule for a density ``d = 1 - s``: ``floor(d * numel)`` exactly on the decimal ``d``
+    (equal to ``active_count(numel, s)`` whenever ``d`` and ``s`` are decimals adding up to 1)."""
+    return math.floor(exact_decimal(density) * int(numel))

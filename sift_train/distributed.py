@@ -4,8 +4,9 @@ What keeps the masks identical on every rank (docs/training.md, "Several process
 
 * rank 0's model state, initial masks (bool buffers) and mask generator are broadcast at the start
   (and after a resume), so every rank starts from rank 0's draw;
-* gradients are all-reduced by DDP before ``optimizer.step()``, so RigL's dense-gradient scores (read in
-  the optimizer's pre-step hook) are the all-reduced gradients, identical on every rank;
+* gradients are masked before DDP all-reduces them (a tensor hook, :mod:`sift_train.masking`); RigL's
+  dense-gradient scores, which that hook sees per rank, are summed over ranks by
+  :class:`~sift_train.sparse_training.SparseTraining` before an update, identical on every rank;
 * SET's random growth and every tie-break use the shared generator state and identical inputs, so every
   rank computes the same new masks; :func:`check_masks_agree` verifies this after each update;
 * only rank 0 writes the run folder.
@@ -147,6 +148,12 @@ def check_masks_agree(d: Dist, masks: dict[str, torch.Tensor], step: int) -> Non
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()
+
+
+def broadcast_choice(d: Dist, value: str | None, choices: tuple[str, ...]) -> str:
+    """Rank 0's ``value`` (one of ``choices``) on every rank."""
+    index = broadcast_float(d, None if value is None else float(choices.index(value)))
+    return choices[int(index)]
 
 
 def broadcast_float(d: Dist, value: float | None) -> float | None:

@@ -5,17 +5,22 @@ gets a bool buffer ``<attr>_mask`` of the same shape, like ``torch.nn.utils.prun
 it travels with ``state_dict()`` and can be read as ``model.layer1[0].conv1.weight_mask`` without any
 sift class. The weight stays an ordinary ``nn.Parameter`` under its plain name.
 
-Enforcement (sparse-ift.md §2.2, plus the Adam moments of ecosystem.md §1.2):
+Invariant: inactive weights and their optimizer state are exactly zero. Three steps keep it
+(sparse-ift.md §2.2; ecosystem.md §1.2), each needed (``tests/test_masking.py``):
 
-* forward: a forward pre-hook zeroes the inactive weights in place before the module runs whenever
-  the weight changed since it was last masked (checked with the tensor's version counter, so it is
-  free in ordinary training), so the forward pass always sees ``weight * mask`` while autograd still
-  yields the dense gradient ``dL/dW`` that RigL grows by;
-* before ``optimizer.step()``: gradients are multiplied by the mask, so weight decay and momentum see
-  zero at inactive entries;
-* after ``optimizer.step()``: weights and every optimizer-state tensor of the weight's shape (SGD
-  ``momentum_buffer``, Adam ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``, ...) are multiplied by the
-  mask, so nothing can revive a pruned weight.
+1. **gradient hook** (``Tensor.register_hook`` on each sparse weight): every gradient that reaches
+   ``.grad`` is ``grad * mask``, so ``clip_grad_norm_``, gradient logging, weight decay, momentum and
+   Adam moments all see zeros at inactive entries, and an inactive weight that is zero stays zero under
+   SGD (+ momentum, Nesterov, weight decay), Adam(W), AMSGrad, RMSprop, Adagrad. The hook can pass the
+   unmasked gradient to an observer first (RigL's growth criterion).
+2. **on a mask change** (:meth:`Masking.set_masks`, construction): weights and every optimizer-state
+   tensor of the weight's shape (SGD ``momentum_buffer``, Adam ``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq``,
+   ...) are zeroed where the mask is off, so a dropped weight's momentum cannot revive it; grown entries
+   were inactive, hence already zero (RigL ``grow_init='zeros'``).
+3. **after ``model.load_state_dict``** (a load-state-dict post-hook on the model): weights are re-masked
+   with the loaded masks.
+
+:meth:`Masking.remove` deletes the hooks and the mask buffers and leaves a plain model.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from .sparse_params import sparse_parameters
 
 MASK_SUFFIX = "_mask"
 
+GradObserver = Callable[[str, torch.Tensor], None]
+
 
 def _split(name: str) -> tuple[str, str]:
     prefix, _, attr = name.rpartition(".")
@@ -39,8 +46,8 @@ class Masking:
     """Attach ``masks`` (``{qualified name: bool tensor}``) to the sparse tensors of ``model``.
 
     ``masks`` must cover exactly :func:`sparse_parameters(model) <sift_train.sparse_parameters>`.
-    Weights are zeroed at inactive positions immediately. The bool buffers are the state; float copies
-    are cached for fast multiplication and refreshed whenever a buffer changes (e.g. ``load_state_dict``).
+    Weights are zeroed at inactive positions immediately. ``observer(name, grad)``, if set, sees each
+    unmasked gradient before the hook masks it.
     """
 
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
@@ -50,10 +57,9 @@ class Masking:
             raise ValueError(f"masks do not match the sparse tensors: missing {missing}, unknown {extra}")
         self.model = model
         self.params: dict[str, nn.Parameter] = params
+        self.observer: GradObserver | None = None
         self._modules: dict[str, tuple[nn.Module, str]] = {}
-        self._float: dict[str, tuple[int, int, torch.Tensor]] = {}  # name -> (buffer id, version, mask)
-        self._clean: dict[str, int] = {}  # name -> weight version right after it was last masked
-        by_module: dict[int, tuple[nn.Module, list[str]]] = {}
+        self._float: dict[str, torch.Tensor] = {}  # float copies: multiplying by bool is ~10x slower
         for name, param in params.items():
             mask = masks[name]
             if tuple(mask.shape) != tuple(param.shape):
@@ -64,10 +70,9 @@ class Masking:
             module = model.get_submodule(prefix)
             module.register_buffer(attr + MASK_SUFFIX, mask.to(device=param.device, dtype=torch.bool))
             self._modules[name] = (module, attr)
-            by_module.setdefault(id(module), (module, []))[1].append(name)
-        for module, names in by_module.values():
-            module.register_forward_pre_hook(self._forward_pre_hook(tuple(names)))
-        self.apply_to_weights()
+        self._handles = [p.register_hook(self._grad_hook(n)) for n, p in params.items()]
+        self._handles.append(model.register_load_state_dict_post_hook(self._after_load))
+        self._refresh()
 
     # ---------------------------------------------------------------- reading
     @property
@@ -78,94 +83,49 @@ class Masking:
     def active_counts(self) -> dict[str, int]:
         return {n: int(m.sum()) for n, m in self.masks.items()}
 
-    def _mask_f(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """Float copy of the mask (multiplying by a bool tensor is ~10x slower on CPU)."""
-        module, attr = self._modules[name]
-        buf = getattr(module, attr + MASK_SUFFIX)
-        cached = self._float.get(name)
-        if (cached is None or cached[0] != id(buf) or cached[1] != buf._version
-                or cached[2].dtype != like.dtype):
-            cached = (id(buf), buf._version, buf.to(like.dtype))
-            self._float[name] = cached
-        return cached[2]
-
     # ---------------------------------------------------------------- enforcing
     @torch.no_grad()
-    def apply_to_weights(self) -> None:
-        for name, p in self.params.items():
-            p.mul_(self._mask_f(name, p))
-            self._clean[name] = p._version
+    def _refresh(self) -> None:
+        """Float copies of the masks, then weights zeroed where the mask is off."""
+        for name, mask in self.masks.items():
+            p = self.params[name]
+            self._float[name] = mask.to(p.dtype)
+            p.mul_(self._float[name])
 
-    @torch.no_grad()
-    def apply_to_grads(self) -> None:
-        for name, p in self.params.items():
-            if p.grad is not None:
-                p.grad.mul_(self._mask_f(name, p.grad))
+    def _grad_hook(self, name: str):
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            if self.observer is not None:
+                self.observer(name, grad)
+            return grad * self._float[name].to(grad.dtype)
 
-    @torch.no_grad()
-    def apply_to_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
-        """Zero every state tensor of the weight's shape at inactive positions."""
-        for name, p in self.params.items():
-            for value in optimizer.state.get(p, {}).values():
-                if torch.is_tensor(value) and value.shape == p.shape:
-                    value.mul_(self._mask_f(name, value))
+        return hook
+
+    def _after_load(self, module: nn.Module, incompatible_keys) -> None:
+        self._refresh()
 
     @torch.no_grad()
     def set_masks(self, new: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None) -> None:
-        """Replace masks; newly active weights and their optimizer state start at zero (RigL
-        ``grow_init='zeros'``, sparse-ift.md §2.5 step 4), dropped ones are zeroed."""
+        """Replace masks; weights and ``optimizer``'s state tensors of the weight's shape are zeroed
+        wherever the new mask is off (sparse-ift.md §2.5 step 4)."""
         for name, mask in new.items():
             module, attr = self._modules[name]
-            buf = getattr(module, attr + MASK_SUFFIX)
-            grown = mask & ~buf
-            self.params[name].masked_fill_(grown, 0.0)
+            getattr(module, attr + MASK_SUFFIX).copy_(mask)
             if optimizer is not None:
-                for value in optimizer.state.get(self.params[name], {}).values():
-                    if torch.is_tensor(value) and value.shape == buf.shape:
-                        value.masked_fill_(grown, 0.0)
-            buf.copy_(mask)
-        self.apply_to_weights()
-        if optimizer is not None:
-            self.apply_to_optimizer_state(optimizer)
-
-    def attach(
-        self,
-        optimizer: torch.optim.Optimizer,
-        before_mask: Callable[[], None] | None = None,
-        after_step: Callable[[], None] | None = None,
-    ) -> None:
-        """Hook ``optimizer``: mask grads before each step and weights + state after it.
-
-        ``before_mask`` runs in the pre-step hook before the gradients are masked (to read the dense
-        gradient); ``after_step`` runs after the masks were re-applied (mask updates)."""
-
-        def pre(opt, args, kwargs):
-            if before_mask is not None:
-                before_mask()
-            self.apply_to_grads()
-
-        def post(opt, args, kwargs):
-            self.apply_to_weights()
-            self.apply_to_optimizer_state(opt)
-            if after_step is not None:
-                after_step()
-
-        optimizer.register_step_pre_hook(pre)
-        optimizer.register_step_post_hook(post)
-
-    def _forward_pre_hook(self, names: tuple[str, ...]):
-        """Mask the module's sparse weights before its forward if they changed since last masked
-        (tensor version counter: a user's edit, ``load_state_dict``, ...); otherwise a no-op."""
-
-        def hook(module: nn.Module, args) -> None:
-            for name in names:
                 p = self.params[name]
-                if p._version != self._clean.get(name):
-                    with torch.no_grad():
-                        p.mul_(self._mask_f(name, p))
-                    self._clean[name] = p._version
+                for value in optimizer.state.get(p, {}).values():
+                    if torch.is_tensor(value) and value.shape == p.shape:
+                        value.masked_fill_(~mask, 0.0)
+        self._refresh()
 
-        return hook
+    def remove(self) -> None:
+        """Remove every hook and mask buffer: ``model`` becomes a plain model again (inactive weights
+        stay zero)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        for module, attr in self._modules.values():
+            delattr(module, attr + MASK_SUFFIX)
+        self._modules, self._float, self.observer = {}, {}, None
 
 
 def random_masks(

@@ -14,6 +14,7 @@ import torch
 
 from sift_graph.files import atomic_write_bytes
 
+from .flops import masked_weights
 from .outdir import writing
 
 FORMAT = "sift-run"
@@ -90,7 +91,9 @@ class RunDir:
 
     # ------------------------------------------------------------------ config
     def write_config(self, config: dict, mask_sparsity: dict[str, float],
-                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int]) -> None:
+                     sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int],
+                     extra: dict | None = None) -> None:
+        """``extra``: method records (e.g. ``granet``: nominal and searched sparsity) added at top level."""
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -100,15 +103,12 @@ class RunDir:
                                for n, shape in sparse_tensors.items()},
             "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(extra or {}),
         }
         _write(self.path / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
 
     def read_config(self) -> dict:
-        file = self.path / "config.json"
-        try:
-            return json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{file}: cannot read the run's config ({exc})") from None
+        return _read_json(self.path / "config.json", "the run's config")
 
     # ------------------------------------------------------------------ metrics
     def append_metrics(self, row: dict) -> None:
@@ -201,11 +201,15 @@ class RunDir:
         _write(self.path / "done.json", (json.dumps(info) + "\n").encode())
 
     def read_done(self) -> dict:
-        file = self.path / "done.json"
-        try:
-            return json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{file}: cannot read the finished run's result ({exc})") from None
+        return _read_json(self.path / "done.json", "the finished run's result")
+
+
+def _read_json(file: Path, what: str) -> dict:
+    """``file`` parsed as JSON; ``ValueError`` naming the file and ``what`` it holds otherwise."""
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file}: cannot read {what} ({exc})") from None
 
 
 def _fmt(v) -> str:
@@ -214,3 +218,75 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return repr(v)
     return str(v)
+
+
+class RunWriter:
+    """Run folders from any training loop (``docs/run-format.md``, ``docs/byom.md``).
+
+    ``writer.snapshot(step, model, test_acc=...)`` writes ``snapshots/step_XXXXXXXX.npz`` of every
+    masked weight of ``model`` (``<param>_mask`` buffers: sift masks or ``torch.nn.utils.prune``), and
+    ``config.json`` on the first call; ``writer.log(step, **scalars)`` adds a ``metrics.csv`` row
+    (the documented columns first, then any other scalar in order of first use); ``writer.finish(...)``
+    writes ``done.json``. ``epoch`` is ``step / steps_per_epoch``. ``config`` is stored under
+    ``"config"`` (``sift_graph.analyze`` copies its scalar entries, e.g. ``family``, into its tables).
+    An existing folder is continued: its metrics rows are kept.
+    """
+
+    def __init__(self, path: str | Path, config: dict | None = None, *, steps_per_epoch: int = 1):
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.run = RunDir(path)
+        self.run.create()
+        self.config = dict(config or {})
+        self.steps_per_epoch = steps_per_epoch
+        self._rows: list[dict] = []
+        self._columns = list(METRICS_COLUMNS)
+        metrics = self.run.path / "metrics.csv"
+        if metrics.is_file():
+            with metrics.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self._columns += [c for c in reader.fieldnames or [] if c not in self._columns]
+                self._rows = list(reader)
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def log(self, step: int, **scalars) -> None:
+        """One ``metrics.csv`` row at optimizer step ``step`` (e.g. ``train_loss=..., test_acc=...``)."""
+        row = {"step": int(step), "epoch": step / self.steps_per_epoch, **scalars}
+        self._columns += [k for k in row if k not in self._columns]
+        self._rows.append(row)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self._columns, lineterminator="\n")
+        writer.writeheader()
+        for r in self._rows:
+            writer.writerow({k: _fmt(r.get(k)) for k in self._columns})
+        _write(self.path / "metrics.csv", buf.getvalue().encode())
+
+    def snapshot(self, step: int, model: torch.nn.Module, test_acc: float | None = None, *,
+                 reason: str | None = None) -> Path:
+        """Masks and weights of every masked weight of ``model`` at ``step``; ``reason`` defaults to
+        ``"init"`` at step 0 and ``"every"`` otherwise."""
+        masks = masked_weights(model)
+        if not masks:
+            raise ValueError("RunWriter.snapshot: the model has no <param>_mask buffers (nothing sparse "
+                             "to snapshot); build it with sift_train.sparse_ift or SparseTraining")
+        tensors = {}
+        for name, mask in masks.items():
+            prefix, _, attr = name.rpartition(".")
+            weight = getattr(model.get_submodule(prefix), attr).detach()
+            m, w = mask.detach().cpu().numpy(), weight.cpu().float().numpy()
+            if m.ndim == 3:  # Conv1d (c_out, c_in, k): the same bipartite graph as (c_out, c_in, k, 1)
+                m, w = m[..., None], w[..., None]
+            tensors[name] = (m, w)
+        if not (self.path / "config.json").is_file():
+            active = {n: int(m.sum()) for n, (m, _) in tensors.items()}
+            self.run.write_config(self.config, {n: 1.0 - active[n] / m.size for n, (m, _) in tensors.items()},
+                                  {n: m.shape for n, (m, _) in tensors.items()}, active)
+        reason = reason or ("init" if step == 0 else "every")
+        return self.run.write_snapshot(step, step / self.steps_per_epoch, test_acc, reason, tensors)
+
+    def finish(self, **info) -> None:
+        """``done.json`` (e.g. ``step=..., test_acc=...``): the run is complete."""
+        self.run.write_done(info)

@@ -3,7 +3,7 @@ and write the run folder (``docs/run-format.md``); resumes from the last epoch-e
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from .counts import active_count
 from .loader import DeviceLoader
 from .lr import lr_at, total_steps
 from .masking import random_masks
+from .method_setup import plan_method, scoring_data
 from .methods import get_method
 from .models import build_model
 from .modelsize import check_model_size
@@ -48,6 +49,7 @@ class Setup:
     device: torch.device
     precision: Precision
     dist: distributed.Dist = distributed.Dist()
+    extra: dict = field(default_factory=dict)  # method records for config.json (method_setup)
 
 
 def mask_plan(cfg: TrainConfig, model: nn.Module) -> tuple[dict[str, float], dict[str, int]]:
@@ -93,9 +95,11 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     schedule = UpdateSchedule.for_training(
         total_steps(cfg, len(batches)), cfg.end_fraction, interval=cfg.update_interval,
         drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
-    sparse = SparseTraining(model, optimizer, masks, targets, get_method(cfg.method), schedule, mask_gen)
-    return Setup(cfg, data, model, optimizer, sparse, mask_sparsity, batches, device,
-                 Precision(cfg.amp, device))
+    plan = plan_method(cfg, model, get_method(cfg.method), masks, targets, schedule,
+                       total_steps(cfg, len(batches)), scoring_data(cfg, data, device), mask_gen)
+    sparse = plan.build(model, optimizer, mask_gen)
+    return Setup(cfg, data, model, optimizer, sparse, plan.mask_sparsity(mask_sparsity), batches, device,
+                 Precision(cfg.amp, device), extra=plan.extra)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -133,8 +137,9 @@ def evaluate(setup: Setup) -> tuple[float, float]:
 
 def snapshot_tensors(setup: Setup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     masks = setup.sparse.masking.masks
-    return {n: (masks[n].cpu().numpy(), p.detach().cpu().float().numpy())
-            for n, p in setup.sparse.masking.params.items()}
+    weights = getattr(setup.sparse, "snapshot_weights", None)  # Spartan: the soft-scaled weights
+    weights = weights() if weights else {n: p.detach() for n, p in setup.sparse.masking.params.items()}
+    return {n: (masks[n].cpu().numpy(), w.cpu().float().numpy()) for n, w in weights.items()}
 
 
 def snapshot_dense(setup: Setup) -> dict[str, np.ndarray]:
@@ -244,41 +249,47 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, device: st
     early by ``stop_after_epoch``, the state reached). ``resume`` continues from the last checkpoint.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments; they train
-    one model with DDP (:mod:`sift_train.distributed`) and rank 0 alone writes ``out``. ``prefetch``:
-    batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)."""
+    one model with DDP (:mod:`sift_train.distributed`) and rank 0 alone opens, locks and writes ``out``.
+    ``prefetch``: batches prepared ahead in a background thread (default 2 on CUDA, 0 on CPU)."""
     d = distributed.from_env(resolve_device(device).type)
+    dev = resolve_device(device, d.local_rank if d.enabled else None)
     run = RunDir(out)
-    check_model_size(cfg, resolve_device(device))  # before anything is allocated or written
-    if not d.is_main:  # rank 0 alone holds the run folder's lock and writes to it
-        start = plan_start(run, cfg, resume)
-        return run.read_done() if start == "done" else \
-            _train(cfg, run, start, device, progress, stop_after_epoch, prefetch, d)
+    check_model_size(cfg, dev)  # before anything is allocated or written
+    if d.enabled:
+        plan_start(run, cfg, resume)  # reads only: every rank refuses a folder alike
+        distributed.barrier(d)
+    if not d.is_main:
+        start = distributed.broadcast_choice(d, None, START_STATES)
+        return run.read_done() if start == "done" else _train(cfg, run, start, dev, progress,
+                                                                  stop_after_epoch, prefetch, d)
     with open_run(run, cfg, resume) as start:  # refuses foreign folders, holds the run's lock
+        distributed.broadcast_choice(d, start, START_STATES)
         if start == "done":
             return run.read_done()
-        return _train(cfg, run, start, device, progress, stop_after_epoch, prefetch, d)
+        return _train(cfg, run, start, dev, progress, stop_after_epoch, prefetch, d)
 
 
-def _train(cfg: TrainConfig, run: RunDir, start: str, device: str, progress: bool,
+START_STATES = ("fresh", "resume", "restart", "done")  # sift_train.runstart.plan_start
+
+
+def _train(cfg: TrainConfig, run: RunDir, start: str, device: torch.device, progress: bool,
            stop_after_epoch: int | None, prefetch: int | None, d: distributed.Dist) -> dict:
-    distributed.barrier(d)  # every rank has looked at the folder before rank 0 writes to it
-    setup = build(cfg, resolve_device(device, d.local_rank if d.enabled else None))
+    setup = build(cfg, device)
     setup.dist = d
     check_split(cfg, len(setup.data.train.y), d.world_size)
     rec = _Recorder(setup, run)
     start_epoch = 0
-    resuming = start == "resume"
-    if resuming:
+    if start == "resume":
         start_epoch = restore_checkpoint(setup, run)
         if d.is_main:
             run.rewind(setup.sparse.step)
     elif d.is_main:
         run.create()
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
-        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets)
+        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets, extra=setup.extra)
         run.rewind(-1)
     distributed.sync_from_rank0(d, setup.sparse)
-    if not resuming:
+    if start != "resume":
         rec.record(0, "init", lr_at(cfg, 0, len(setup.batches)))
     if prefetch is None:
         prefetch = 2 if setup.device.type == "cuda" else 0

@@ -1,4 +1,5 @@
-"""The four Sparse Iso-FLOP Transformations as drop-in replacements of ``nn.Linear`` / ``nn.Conv2d``.
+"""The four Sparse Iso-FLOP Transformations as drop-in replacements of ``nn.Linear`` / ``nn.Conv1d`` /
+``nn.Conv2d``.
 
 :func:`transform` turns one dense layer (optionally followed by a norm layer) into its Sparse-IFT
 member for sparsity ``s`` (spec ``sparse-ift.md`` §1.0-§1.5):
@@ -8,8 +9,8 @@ member for sparsity ``s`` (spec ``sparse-ift.md`` §1.0-§1.5):
   whole models widen every layer by the same rule (:mod:`sift_train.models`);
 * ``parallel``   – ``y = sum_i branch_i(x)``, ``K`` sparse copies of the layer, each with its own norm
   (and, in the paper variant, its own non-linearity ``branch_act``);
-* ``factorized`` – ``y = V(σ(U x))``, ``σ`` = norm + ReLU, U (k x k, ``c_in -> d_h``) and V (1 x 1,
-  ``d_h -> c_out``) both sparse;
+* ``factorized`` – ``y = V(σ(U x))``, ``σ`` = ``mid_norm`` + ReLU, U (k x k, ``c_in -> d_h``) and V
+  (1 x 1, ``d_h -> c_out``) both sparse;
 * ``doped``      – sparse full-rank ``S`` plus a rank-``r`` product ``V(U x)``: in the paper variant
   ``y = V(U x) + σ(S x)`` with ``σ`` = BN + ReLU on the sparse path and U, V dense (paper §2.3,
   App. C.2, Table 7 "with non-linearity"); in the official one ``y = S x + V(U x)`` with U, V masked
@@ -20,6 +21,12 @@ nothing is sparse. ``s = 0`` recovers the dense layer: wide (k = 1), parallel (K
 degenerate to the layer itself, whose weights seed the full-rank weight (the widened layer, branch 0,
 ``S``); a factorization at ``s = 0`` would be a lossy rank-``d_h`` bottleneck, so ``factorized`` returns
 the dense layer there.
+
+Grouped convolutions are transformed group by group (each group is a dense ``c_in/g -> c_out/g``
+layer): branches keep ``groups``; U and V of Factorized/Doped are grouped convs with ``g`` times the
+per-group rank. Depthwise convolutions (one input channel per group) are left to the model: their
+FLOPs are a small part of a depthwise-separable block and a rank or branch rule has nothing to act on
+(one input per output); :func:`sift_train.sparse_ift` keeps them dense.
 """
 from __future__ import annotations
 
@@ -91,38 +98,59 @@ class Doped(nn.Module):
         return out
 
 
+CONVS = (nn.Conv1d, nn.Conv2d)
+
+
+def is_depthwise(layer: nn.Module) -> bool:
+    """A conv with one input channel per group (and more than one group)."""
+    return isinstance(layer, CONVS) and layer.groups > 1 and layer.groups == layer.in_channels
+
+
 def check_transformable(layer: nn.Module, where: str = "layer") -> nn.Module:
-    """Raise ``ValueError`` naming ``where`` unless ``layer`` is an ``nn.Linear`` or an ungrouped
-    ``nn.Conv1d`` / ``nn.Conv2d``."""
-    if isinstance(layer, nn.Linear):
+    """Raise ``ValueError`` naming ``where`` unless ``layer`` is an ``nn.Linear`` or a non-depthwise
+    ``nn.Conv1d``/``nn.Conv2d`` with zero padding."""
+    if type(layer) is nn.Linear:
         return layer
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        if layer.groups != 1:
-            raise ValueError(f"{where}: grouped {type(layer).__name__} (groups={layer.groups}) "
-                             f"cannot be transformed")
+    if type(layer) in CONVS:
+        if is_depthwise(layer):
+            raise ValueError(f"{where}: depthwise {type(layer).__name__} (groups={layer.groups}) is not "
+                             f"transformed (it stays dense)")
+        if layer.padding_mode != "zeros" and layer.groups > 1:
+            raise ValueError(f"{where}: grouped conv with padding_mode={layer.padding_mode!r} is not supported")
         return layer
     raise ValueError(
         f"{where}: {type(layer).__name__} cannot be transformed; supported: nn.Linear, nn.Conv1d, nn.Conv2d"
     )
 
 
-def fan_in(layer: nn.Linear | nn.Conv2d) -> int:
-    """``D_in`` of the Iso-FLOP formulas: in_features, or ``k_h*k_w*c_in`` for a conv (spec §1.0)."""
+def fan_in(layer: nn.Module) -> int:
+    """``D_in`` of the Iso-FLOP formulas: in_features, or ``k_h*k_w*c_in/groups`` for a conv (spec §1.0)."""
     return layer.weight[0].numel()
 
 
-def _like(layer: nn.Linear | nn.Conv2d, d_in: int, d_out: int, *, pointwise: bool = False,
+def _groups(layer: nn.Module) -> int:
+    return getattr(layer, "groups", 1)
+
+
+def _like(layer: nn.Module, d_in: int, d_out: int, *, pointwise: bool = False,
           bias: bool | None = None) -> nn.Module:
-    """A fresh layer of ``layer``'s type and device with new widths (``pointwise``: a 1x1, stride-1 conv)."""
+    """A fresh layer of ``layer``'s type, groups and device with new widths (``pointwise``: a 1x1,
+    stride-1 conv)."""
     bias = layer.bias is not None if bias is None else bias
     kw = {"device": layer.weight.device, "dtype": layer.weight.dtype, "bias": bias}
     if isinstance(layer, nn.Linear):
         return nn.Linear(d_in, d_out, **kw)
     conv = type(layer)
     if pointwise:
-        return conv(d_in, d_out, 1, **kw)
+        return conv(d_in, d_out, 1, groups=layer.groups, **kw)
     return conv(d_in, d_out, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                     padding_mode=layer.padding_mode, **kw)
+                groups=layer.groups, padding_mode=layer.padding_mode, **kw)
+
+
+def default_mid_norm(layer: nn.Module) -> ModuleFactory:
+    """Norm inside Factorized: ``BatchNorm1d`` for Linear on ``(B, D)`` and Conv1d, ``BatchNorm2d`` for
+    Conv2d (spec §1.4; token inputs use ``LayerNorm``, chosen by :func:`sift_train.sparse_ift`)."""
+    return nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
 
 
 def _io_widths(layer: nn.Module) -> tuple[int, int]:
@@ -152,6 +180,7 @@ def transform(
     *,
     variant: str = "paper",
     norm: ModuleFactory | None = None,
+    mid_norm: ModuleFactory | None = None,
     branch_act: Callable[[], nn.Module] | None = None,
     widen_in: bool = True,
     widen_out: bool = True,
@@ -160,6 +189,7 @@ def transform(
     """The Sparse-IFT member ``family`` of ``layer`` at sparsity ``s`` (spec §1.0, paper §2.3).
 
     ``norm(channels)`` builds the norm that follows the layer (per branch for ``parallel``);
+    ``mid_norm(d_h)`` the norm between U and V of ``factorized`` (default :func:`default_mid_norm`);
     ``branch_act()`` the per-branch non-linearity of ``parallel``, applied only with
     ``variant="paper"`` (the released CIFAR code has none, spec §1.3). ``widen_in``/``widen_out`` say
     which sides ``wide`` scales. New layers live on ``layer``'s device (use ``meta`` to build cheaply).
@@ -172,10 +202,11 @@ def transform(
     check_variant(variant)
     s = check_sparsity(s, where)
     with torch.device(layer.weight.device):  # norms and activations follow the layer's device
-        return _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out)
+        return _build(layer, family, s, variant, norm, mid_norm or default_mid_norm(layer), branch_act,
+                      widen_in, widen_out)
 
 
-def _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out) -> nn.Module:
+def _build(layer, family, s, variant, norm, mid_norm, branch_act, widen_in, widen_out) -> nn.Module:
     sparse = s > 0
     d_in, d_out = _io_widths(layer)
 
@@ -203,16 +234,16 @@ def _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out) -> 
             branches.append(_unit(conv, layer, norm, act() if act is not None else None))
         return ParallelSum(branches)
 
+    g = _groups(layer)
     if family == "factorized":
-        rank = factorized_rank(fan_in(layer), d_out, s, variant)
+        rank = g * factorized_rank(fan_in(layer), d_out // g, s, variant)
         U = mark_sparse(_like(layer, d_in, rank, bias=False))
         V = mark_sparse(_like(layer, rank, d_out, pointwise=True))
-        bn = nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
-        mid = nn.Sequential(OrderedDict(bn=bn(rank), relu=nn.ReLU(inplace=True)))
+        mid = nn.Sequential(OrderedDict(bn=mid_norm(rank), relu=nn.ReLU(inplace=True)))
         return _unit(Factorized(U, mid, V), layer, norm)
 
     # doped
-    rank = doped_rank(fan_in(layer), d_out, s, variant)
+    rank = g * doped_rank(fan_in(layer), d_out // g, s, variant)
     S = copy.deepcopy(layer)
     if sparse:
         mark_sparse(S)
@@ -224,6 +255,5 @@ def _build(layer, family, s, variant, norm, branch_act, widen_in, widen_out) -> 
             mark_sparse(U)
             mark_sparse(V)
         else:  # paper §2.3: σ = BN + ReLU on the sparse path
-            bn = nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
-            act = nn.Sequential(OrderedDict(bn=bn(d_out), relu=nn.ReLU()))
+            act = nn.Sequential(OrderedDict(bn=mid_norm(d_out), relu=nn.ReLU()))
     return _unit(Doped(S, U, V, act), layer, norm)

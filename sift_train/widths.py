@@ -49,10 +49,8 @@ def wide_width(width: int, s: float, variant: str = "paper") -> int:
     s = 0.5/0.75/0.9. paper: ``round(width * k_sw)`` with ``k_sw = sqrt(1/(1-s))`` (paper §2.3), Python's
     round (half to even) -> 91/128/202.
     """
-    s = check_sparsity(s)
-    if variant == "official":
-        return int(width * math.sqrt(round(1 / (1 - s))))
-    return round(width * math.sqrt(1 / (1 - exact_decimal(s))))
+    k = wide_multiplier(s, variant)
+    return int(width * k) if variant == "official" else round(width * k)
 
 
 def parallel_branches(s: float, variant: str = "paper") -> int:
@@ -91,14 +89,28 @@ def doped_rank(d_in: int, d_out: int, s: float, variant: str = "paper") -> int:
     return math.floor(exact_decimal(s) * Fraction(d_in * d_out, d_in + d_out))
 
 
-def transformer_widths(d_model: int, n_heads: int, d_ff: int, s: float) -> tuple[int, int]:
-    """Sparse Wide ``(d_model', d_ff')`` of a transformer (paper §5, Table 14).
-
-    ``d_model' = n_heads * ceil(d_model * sqrt(k) / n_heads)`` (rounded up to a multiple of the head
-    count, so heads stay equal-sized) and ``d_ff' = int(d_ff * sqrt(k))``, ``k = 1/(1-s)``. Reproduces
-    GPT-3 Small (768, 12 heads, 3072): 1092 / 4344 at 50 %, 1536 / 6144 at 75 %. The paper does not state
-    its rounding; this is the simplest rule matching both rows (spec §7.1).
-    """
+def wide_multiplier(s: float, variant: str = "paper") -> float:
+    """Sparse Wide width multiplier ``k_sw``: paper ``sqrt(1/(1-s))`` (§2.3), official
+    ``sqrt(round(1/(1-s)))`` (MAIN:463)."""
     s = check_sparsity(s)
-    scale = math.sqrt(1 / (1 - s))
-    return n_heads * math.ceil(d_model * scale / n_heads), int(d_ff * scale)
+    if variant == "official":
+        return math.sqrt(round(1 / (1 - s)))
+    return math.sqrt(1 / (1 - exact_decimal(s)))
+
+
+def transformer_widths(d_model: int, n_heads: int, d_ff: int, s: float) -> tuple[int, int]:
+    """Sparse Wide ``(d_model', d_ff')`` of a transformer at sparsity ``s`` (paper §5, Table 14):
+    :func:`scaled_transformer_widths` with ``k = sqrt(1/(1-s))``."""
+    s = check_sparsity(s)
+    return scaled_transformer_widths(d_model, n_heads, d_ff, math.sqrt(1 / (1 - s)))
+
+
+def scaled_transformer_widths(d_model: int, n_heads: int, d_ff: int, k: float) -> tuple[int, int]:
+    """``(d_model', d_ff')`` of a transformer widened by ``k``.
+
+    ``d_model' = n_heads * ceil(d_model * k / n_heads)`` (rounded up to a multiple of the head
+    count, so heads stay equal-sized) and ``d_ff' = int(d_ff * k)``. Reproduces GPT-3 Small (768, 12
+    heads, 3072): 1092 / 4344 at k = sqrt(2) (50 %), 1536 / 6144 at k = 2 (75 %). The paper does not
+    state its rounding; this is the simplest rule matching both rows (spec §7.1).
+    """
+    return n_heads * math.ceil(d_model * k / n_heads), int(d_ff * k)

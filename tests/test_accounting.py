@@ -8,10 +8,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sift_train.accounting import (
     active_counts,
+    count_layers,
     forward_flops,
     layer_table,
     model_counts,
     profiler_flops,
+    trace,
 )
 from sift_train.models import build_model, resnet18_cifar
 from sift_train.sparse_params import mark_sparse, sparse_parameters
@@ -79,6 +81,13 @@ def _torch_flops_per_module(model, in_shape):
             module(x)
         out[name] = counter.get_total_flops()
     return out
+
+
+def test_profiler_truncates_a_sparse_weights_adds_and_mults_separately():
+    # spec §3.1 (PROF:394-454): int(adds*d) + int(mults*d); at d = 0.47 the two fractions add up past 1
+    conv = mark_sparse(nn.Conv2d(3, 8, 3, padding=1, bias=False))  # 216 weights, 16 positions
+    (row,) = count_layers(trace(nn.Sequential(conv), (3, 4, 4)), density={"0.weight": 0.47})
+    assert row.profiler_flops == int(215 * 16 * 0.47) + int(216 * 16 * 0.47) == 3240
 
 
 def test_active_counts_floor_and_uniform_sparsity_equals_dict():

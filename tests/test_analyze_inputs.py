@@ -180,7 +180,7 @@ def test_summary_marks_unfinished_runs(tmp_path):
 @pytest.mark.parametrize("option, message", [
     (["--layer-metric", "nope"], "unknown layer metric for hoang2023a 'nope'"),
     (["--convention", "hoang2023b", "--layer-metric", "lambda"], "unknown layer metric for hoang2023b"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--device", "tpu"], "device: expected 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
 ])
 def test_bad_option_refused_before_any_work_exit_2(tmp_path, capsys, option, message):
     write_run(tmp_path / "runs", "r", steps=(0, 10))
@@ -220,3 +220,14 @@ def test_crash_of_sift_is_exit_3_with_the_traceback_in_a_file(tmp_path, capsys, 
     os.unlink(report)
     assert _analyze(tmp_path / "runs", "--out", tmp_path / "out", "--debug") == 3
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("convention", ["hoang2023a", "hoang2023b"])
+def test_layer_metric_choices_are_the_numeric_columns_of_layers_csv(tmp_path, convention):
+    from sift_graph.analysis.options import layer_metric_columns
+
+    write_run(tmp_path / "runs", "r", steps=(0,))
+    layers = run_analysis([tmp_path / "runs"], out=tmp_path / "out", jobs=1, figures=False,
+                          progress=False, convention=convention).layers
+    numeric = set(layers.select_dtypes("number").columns) - {"step", "epoch"}
+    assert set(layer_metric_columns(convention)) == numeric

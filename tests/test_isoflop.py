@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sift_train.accounting import forward_flops, trace
 from sift_train.counts import active_count
-from sift_train.isoflop import iso_flop_sparsity, plan_for, plan_masks
+from sift_train.isoflop import iso_flop_sparsity, plan_for, plan_masks, refine_counts
 from sift_train.models import build_model
 from sift_train.sparse_params import mark_sparse, sparse_parameters
 
@@ -116,6 +116,22 @@ def test_isoflop_search_lands_on_the_brute_force_closest_step():
         s = iso_flop_sparsity(shapes, target)
         got = 2 * (active_count(n1, s) * p1 + active_count(n2, s)) + head
         assert got == best, target
+
+
+def test_refined_counts_land_within_half_the_cheapest_weights_flops_of_the_target():
+    # a cheap sparse conv (16 positions: 32 FLOPs per weight) before a costly one (64 positions: 128);
+    # refine_counts must close the gap costliest-first and round, leaving at most 32 / 2 FLOPs
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, bias=False), nn.Upsample(scale_factor=2),
+                          nn.Conv2d(8, 8, 3, padding=1, bias=False))
+    mark_sparse(model[0])
+    mark_sparse(model[2])
+    shapes = trace(model, (4, 4, 4))
+    start = {"0.weight": 144, "2.weight": 288}
+    rng = random.Random(0)
+    for target in [rng.randint(2 * 64 * 100, 2 * (288 * 16 + 576 * 64) - 2 * 64 * 100) for _ in range(50)]:
+        got = refine_counts(shapes, start, target)
+        flops = 2 * (got["0.weight"] * 16 + got["2.weight"] * 64)
+        assert abs(flops - target) <= 16, target
 
 
 def test_unreachable_target_rejected():

@@ -38,7 +38,6 @@ def _masked_net(seed=0, sparsity=0.7):
 def test_inactive_weights_and_optimizer_state_stay_exactly_zero(make_opt):
     net, masking = _masked_net()
     opt = make_opt(net.parameters())
-    masking.attach(opt)
     x, y = torch.randn(16, 2, 4, 4), torch.randint(0, 10, (16,))
     for _ in range(25):
         opt.zero_grad()
@@ -52,12 +51,63 @@ def test_inactive_weights_and_optimizer_state_stay_exactly_zero(make_opt):
         assert states and all(v[off].abs().max() == 0 for v in states)
 
 
-def test_forward_uses_masked_weights_even_after_external_edits():
+def test_load_state_dict_remasks_weights_with_the_loaded_masks():
     net, masking = _masked_net()
-    with torch.no_grad():
-        net.fc.weight.fill_(1.0)  # e.g. a user's load or edit
-    net(torch.randn(1, 2, 4, 4))
-    assert torch.equal(net.fc.weight != 0, masking.masks["fc.weight"])
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["fc.weight"].fill_(1.0)  # e.g. weights from a dense checkpoint
+    state["fc.weight_mask"] = ~state["fc.weight_mask"]
+    net.load_state_dict(state)
+    assert torch.equal(net.fc.weight != 0, state["fc.weight_mask"])
+    assert torch.equal(masking.masks["fc.weight"], state["fc.weight_mask"])
+
+
+def test_gradients_are_masked_before_clipping_sees_them():
+    net, masking = _masked_net()
+    dense = Net()
+    dense.load_state_dict({k: v for k, v in net.state_dict().items() if not k.endswith("_mask")})
+    x, y = torch.randn(16, 2, 4, 4), torch.randint(0, 10, (16,))
+    for m in (net, dense):
+        nn.functional.cross_entropy(m(x), y).backward()
+    expected = {n: p.grad for n, p in dense.named_parameters()}
+    for name, mask in masking.masks.items():
+        expected[name] = expected[name] * mask
+    norm = nn.utils.clip_grad_norm_(net.parameters(), max_norm=1e9)
+    assert torch.isclose(norm, torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(g) for g in expected.values()])))
+    for name, p in masking.params.items():
+        assert torch.equal(p.grad, expected[name])
+
+
+def test_set_masks_zeroes_dropped_weights_and_their_momentum():
+    net, masking = _masked_net(sparsity=0.5)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(16, 2, 4, 4), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    new = {n: m.clone() for n, m in masking.masks.items()}
+    dropped = new["fc.weight"] & (torch.rand(new["fc.weight"].shape) < 0.5)
+    new["fc.weight"] &= ~dropped
+    masking.set_masks(new, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    assert dropped.any() and net.fc.weight[dropped].abs().max() == 0
+    assert opt.state[net.fc.weight]["momentum_buffer"][dropped].abs().max() == 0
+
+
+def test_remove_leaves_a_plain_model_without_masks_or_hooks():
+    net, masking = _masked_net()
+    off = ~masking.masks["fc.weight"]
+    masking.remove()
+    assert not any(k.endswith("_mask") for k in net.state_dict())
+    nn.functional.cross_entropy(net(torch.randn(4, 2, 4, 4)), torch.randint(0, 10, (4,))).backward()
+    assert net.fc.weight.grad[off].abs().sum() > 0  # no gradient hook any more
+    state = {k: torch.ones_like(v) for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert torch.equal(net.fc.weight, torch.ones_like(net.fc.weight))  # no load hook any more
 
 
 def test_masks_are_plain_buffers_in_state_dict_and_weights_keep_their_names():

@@ -83,8 +83,8 @@ def _train(method, *, steps=60, interval=5, exact=False, seed=0, record=None):
     gen = torch.Generator().manual_seed(seed)
     masks = random_masks(shapes, sparsity, gen, exact=exact)
     targets = {n: active_count(math.prod(sh), 0.8) for n, sh in shapes.items()}
-    st = SparseTraining(model, opt, masks, targets, get_method(method),
-                        UpdateSchedule(end=int(0.75 * steps), interval=interval), gen)
+    st = SparseTraining.from_parts(model, opt, masks, targets, get_method(method),
+                                   UpdateSchedule(end=int(0.75 * steps), interval=interval), gen)
     x, y = torch.randn(32, 1, 4, 4), torch.randint(0, 3, (32,))
     for _ in range(steps):
         before = {n: m.clone() for n, m in st.masking.masks.items()}

@@ -25,6 +25,7 @@ def _cfg(**kw):
     ("--weight-decay", "nan", "weight_decay must be a finite number >= 0"),
     ("--lr-gamma", "-1", "lr_gamma must be a finite number > 0"),
     ("--drop-fraction", "1.5", r"drop_fraction must be in \[0, 1\]"),
+    ("--warmup-epochs", "nan", "warmup_epochs must be a finite number >= 0"),
 ])
 def test_bad_optimizer_hyper_parameter_is_refused_before_anything_is_written(tmp_path, capsys, flag, value,
                                                                             rule):
@@ -38,7 +39,7 @@ def test_bad_optimizer_hyper_parameter_is_refused_before_anything_is_written(tmp
 
 
 def test_divergence_message_does_not_promise_a_checkpoint_that_does_not_exist(tmp_path):
-    cfg = _cfg(lr=1e6, momentum=0.0)
+    cfg = _cfg(lr=1e30, momentum=0.0)
     with pytest.raises(ValueError, match="training loss is nan.*no checkpoint was written yet"):
         train(cfg, tmp_path / "r", progress=False)
 
@@ -394,3 +395,32 @@ def test_sweep_workers_die_when_the_sweep_process_is_killed(tmp_path):
     for w in alive:
         os.kill(w, signal.SIGKILL)
     assert not alive, f"workers {alive} outlived the killed sweep"
+
+
+def test_sweep_refuses_a_finished_run_of_another_config_instead_of_skipping_it(tmp_path, capsys):
+    from sift_train.sweep import run_name, sweep_configs
+    first = sweep_configs("demo")[0]
+    run = tmp_path / run_name(first)
+    run.mkdir()
+    (run / "config.json").write_text('{"format": "sift-run", "format_version": 1, "config": {"epochs": 99}}')
+    (run / "done.json").write_text('{"step": 1, "epoch": 99, "test_acc": 0.5}')
+    before = _tree(tmp_path)
+    _one_line_exit_2(capsys, ["sweep", "--out", str(tmp_path), "--no-progress"], str(run), "different config")
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("text, value", [("1000", 1000), ("64G", 64 * 2**30), ("1.5M", int(1.5 * 2**20)),
+                                         ("2GiB", 2 * 2**30), ("none", None)])
+def test_memory_limit_sizes(text, value):
+    from sift_train.modelsize import parse_size
+    assert parse_size(text) == value
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_memory_limit_on_cuda_is_the_gpu_memory(monkeypatch):
+    import torch
+
+    from sift_train.modelsize import memory_limit
+    monkeypatch.delenv("SIFT_MEMORY_LIMIT", raising=False)
+    dev = torch.device("cuda:0")
+    assert memory_limit(dev)[0] == torch.cuda.mem_get_info(dev)[1]

@@ -131,3 +131,12 @@ def test_deeply_nested_meta_is_a_format_error_not_a_recursion_crash(tmp_path):
     _rewrite(file, meta=np.array("[" * 100_000))
     with pytest.raises(RunFormatError, match=r"step_00000000\.npz: meta is not valid JSON"):
         load_run(run)
+
+
+def test_one_snapshot_per_step(tmp_path):
+    run = write_run(tmp_path, "r", steps=(0, 10))
+    second = run / "snapshots" / "step_000000010.npz"  # 9 digits: the same step 10
+    second.write_bytes((run / "snapshots" / "step_00000010.npz").read_bytes())
+    partial = load_run(run, strict=False)
+    assert [s.step for s in partial.snapshots] == [0, 10]
+    assert len(partial.problems) == 1 and ": step 10 already has step_0" in partial.problems[0]

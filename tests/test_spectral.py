@@ -41,6 +41,25 @@ def test_small_random_blocks_match_dense_svd(shape, density, weighted):
 WHOLE_LAYER_ROUTES = ["gram-dense32", "gram-dense64", "gram-sparse", "lanczos"]
 
 
+def test_lanczos_falls_back_to_arpack_when_not_converged(monkeypatch):
+    monkeypatch.setattr(spectral, "_LANCZOS_MAX_STEPS", 6)
+    monkeypatch.setattr(spectral, "_route", lambda b, binary: "lanczos")
+    rng = np.random.default_rng(6)
+    a = (rng.random((400, 120)) < 0.1) * np.abs(rng.standard_normal((400, 120)))
+    with record_routes() as taken:
+        assert_matches_svd(a)
+    assert taken == ["lanczos", "arpack"]
+
+
+def test_lanczos_on_rank_deficient_and_tiny_layers_matches_dense_svd(monkeypatch):
+    """Rank 1 (σ2 = 0: SVD fallback), a side of 2, and a Krylov space exhausted before convergence."""
+    monkeypatch.setattr(spectral, "_route", lambda b, binary: "lanczos")
+    assert_matches_svd(np.ones((30, 20)))
+    assert_matches_svd(np.array([[1.0, 2.0], [3.0, 1.0], [0.5, 0.0]]))
+    rng = np.random.default_rng(5)
+    assert_matches_svd(np.abs(rng.standard_normal((9, 7))))
+
+
 @pytest.mark.parametrize("route", WHOLE_LAYER_ROUTES)
 def test_every_whole_layer_route_matches_dense_svd(monkeypatch, route):
     """Each route forced in turn (several row chunks for the dense Grams), mask and |W|."""
@@ -67,13 +86,14 @@ def test_cost_model_routes():
         return spectral._route(b, binary)
 
     assert route((4608, 512), 0.1, True) == "gram-dense32"
-    assert route((4608, 512), 0.01, False) == "gram-sparse"
+    assert route((4608, 512), 0.03, False) == "gram-sparse"
     assert route((20000, 5000), 0.001, True) == "lanczos"  # side above GRAM_MAX_SIDE
     assert route((14571, 1619), 0.1, False) == "lanczos"  # float64 Gram of 3.8e10 MACs
+    assert route((14571, 1619), 0.1, True) == "lanczos"  # 100 mat-vecs beat GEMM + eigh of 1619²
 
 
 def test_arpack_route_for_wide_layers_matches_dense_svd(monkeypatch):
-    monkeypatch.setattr(spectral, "GRAM_MAX_SIDE", 100)  # force svds(arpack) on a cheap matrix
+    monkeypatch.setattr(spectral, "GRAM_MAX_SIDE", 100)  # force Lanczos on a cheap matrix
     rng = np.random.default_rng(9)
     mask = rng.random((500, 300)) < 0.1
     with record_routes() as taken:
@@ -223,7 +243,7 @@ def test_torch_device_code_path_equals_cpu_route(monkeypatch):
     """The device route (torch float64 Grams, batched torch eigvalsh) run on the CPU."""
     rng = np.random.default_rng(15)
     mask = rng.random((48, 24, 3, 3)) < 0.2
-    weight = rng.standard_normal(mask.shape) * 1e-250  # the device route scales too
+    weight = rng.standard_normal(mask.shape) * 1e-310  # the device route scales too (by 2^1030)
     cpu = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
     monkeypatch.setattr(spectral, "_use_torch", lambda device: True)
     with record_routes() as taken:
@@ -255,8 +275,11 @@ def test_every_route_is_deterministic(monkeypatch):
     """Same input, same bits: each whole-layer route and the batched class route."""
     rng = np.random.default_rng(18)
     a = sp.csr_matrix((rng.random((600, 150)) < 0.1) * np.abs(rng.standard_normal((600, 150))))
-    for route in ("gram-dense64", "gram-sparse", "lanczos"):
-        monkeypatch.setattr(spectral, "_route", lambda b, binary, r=route: r)
-        assert top2_singular_values(a) == top2_singular_values(a)
+    for route in ("gram-dense64", "gram-sparse", "lanczos", "arpack"):
+        monkeypatch.setattr(spectral, "_route", lambda b, binary, r=route: "lanczos" if r == "arpack" else r)
+        monkeypatch.setattr(spectral, "_LANCZOS_MAX_STEPS", 10 if route == "arpack" else 400)
+        with record_routes() as taken:
+            assert top2_singular_values(a) == top2_singular_values(a)
+        assert taken[-1] == route
     groups = [np.arange(i, i + 20 + i % 7) for i in range(0, 500, 30)]
     np.testing.assert_array_equal(top2_blocks(a, groups), top2_blocks(a, groups))

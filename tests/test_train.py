@@ -65,7 +65,7 @@ def test_cli_missing_data_dir_is_one_clear_error(tmp_path, capsys):
 
 def test_cli_rejects_unknown_method():
     with pytest.raises(SystemExit):
-        main(["train", "--method", "granet", "--out", "x"])
+        main(["train", "--method", "nosuchmethod", "--out", "x"])
 
 
 TINY = """
@@ -126,7 +126,7 @@ lr = [0.05, 0.1]
 @pytest.mark.parametrize("text, message", [
     ("[grid]\nfamily = 'wide'", "must be a non-empty list"),
     ("[grid]\nfamilly = ['wide']", "unknown train options"),
-    ("[grid]\nmethod = ['granet']", "unknown method|expected one of"),
+    ("[grid]\nmethod = ['magic']", "unknown method|expected one of"),
     ("[base]\nepochs = 0", "epochs must be >= 1"),
     ("[grid\n", "not valid TOML"),
     ("seeds = [1]", "unknown top-level keys"),

@@ -1,5 +1,6 @@
 """The four Sparse-IFT transformations of one layer and their size rules (spec sparse-ift.md §1, §7.1)."""
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -153,6 +154,12 @@ def test_paper_factorized_rank_is_exact_not_float_ceil():
     assert factorized_rank(9 * 64, 64, 0.9, "paper") == 576
 
 
+@pytest.mark.parametrize("d_in, d_out, s", [(9 * 64, 128, 0.5), (9 * 64, 64, 0.75), (256, 256, 0.9), (30, 7, 0.6)])
+def test_paper_factorized_rank_is_the_nearest_integer_of_the_exact_value(d_in, d_out, s):
+    exact = Fraction(d_in * d_out, d_in + d_out) / (1 - Fraction(str(s)))
+    assert factorized_rank(d_in, d_out, s, "paper") == math.floor(exact + Fraction(1, 2))
+
+
 def test_width_and_branch_rules():
     assert [wide_width(64, s, "official") for s in (0.5, 0.75, 0.9)] == [90, 128, 202]  # spec §1.2
     assert [wide_width(64, s, "paper") for s in (0.5, 0.75, 0.9)] == [91, 128, 202]
@@ -178,7 +185,7 @@ def test_unknown_family_rejected():
         transform(nn.Linear(4, 4), "deep", 0.5)
 
 
-@pytest.mark.parametrize("layer", [nn.Conv1d(4, 4, 3, groups=2), nn.Conv2d(4, 4, 3, groups=2), nn.LSTM(3, 3)])
+@pytest.mark.parametrize("layer", [nn.Conv3d(3, 4, 3), nn.Conv2d(4, 4, 3, groups=4), nn.LSTM(3, 3)])
 def test_unsupported_layer_error_names_the_layer(layer):
     with pytest.raises(ValueError, match=r"features\.3:"):
         transform(layer, "parallel", 0.5, where="features.3")

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..layer import CONVENTIONS, layer_metrics
+from ..validation import check_device
 
 FORMATS = ("png", "svg", "pdf")
 INVALID_RULES = ("skip", "zero")
@@ -61,22 +63,16 @@ def _positive_int(value, what: str) -> int:
     return int(value)
 
 
-def check_device(device: str, *, local: bool) -> str:
-    """``cpu`` or ``cuda[:N]``; with ``local`` (no cluster), a CUDA device this torch can see."""
-    if device == "cpu":
-        return device
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        parsed = None
-    if parsed is None or parsed.type != "cuda":
-        raise UsageError(f"unknown device {device!r}; expected cpu, cuda or cuda:N")
-    if local and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r}: torch sees no CUDA device on this machine")
-    if local and parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        raise UsageError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+def _check_device(device: str, *, local: bool) -> str:
+    """``cpu`` or ``cuda[:N]``; with ``local`` (no cluster) a CUDA device this torch can see
+    (:func:`sift_graph.validation.check_device`), else only the name (the workers have the GPUs)."""
+    if local:
+        try:
+            return check_device(device)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UsageError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return device
 
 
@@ -122,7 +118,7 @@ def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid
             import distributed as _  # noqa: F401 - only whether it is installed
         except ImportError:
             raise UsageError(f"the Dask route needs dask.distributed: {DASK_EXTRA}") from None
-    device = check_device(device, local=not distributed)
+    device = _check_device(device, local=not distributed)
     if jobs is None:  # on a GPU one process: the GPU does the parallel work
         jobs = 1 if device != "cpu" else _cores()
     jobs = _positive_int(jobs, "jobs")

@@ -19,6 +19,13 @@ class MaskMethod:
     dynamic: ClassVar[bool] = True
     needs_dense_grad: ClassVar[bool] = False
 
+    def prepare(self, model, masks: dict[str, torch.Tensor], targets: dict[str, int], schedule, *,
+                total_steps: int, generator: torch.Generator, data=None):
+        """Once, before training: the method's own initial ``(masks, targets, schedule)`` from the
+        default random ones (pruning at init scores ``model`` on ``data``; GraNet starts dense on its
+        cubic schedule). The default keeps them."""
+        return masks, targets, schedule
+
     def update_masks(
         self,
         weights: dict[str, torch.Tensor],

@@ -1,15 +1,21 @@
-"""Models of sift_train, each buildable as any Sparse-IFT family (see ``docs/models.md``)."""
+"""Models of sift_train, each buildable as any Sparse-IFT family (see ``docs/models.md``).
+
+``build_model`` builds the CLI's models (``MODELS``); ``gpt`` and ``mobilenet_v2`` are width-multiplier
+factories for :func:`sift_train.sparse_ift` (``docs/byom.md``)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .gpt import GPT, GPTConfig, gpt
+from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import ResNet18, resnet18_cifar
 from .small import CNN, CNN1d, MLP, cnn, cnn1d, mlp
 
 MODELS = ("resnet18", "mlp", "cnn", "cnn1d")
 
-__all__ = ["MODELS", "build_model", "resnet18_cifar", "mlp", "cnn", "ResNet18", "MLP", "CNN", "cnn1d", "CNN1d"]
+__all__ = ["MODELS", "build_model", "resnet18_cifar", "mlp", "cnn", "cnn1d", "gpt", "mobilenet_v2", "ResNet18",
+           "MLP", "CNN", "CNN1d", "GPT", "GPTConfig", "MobileNetV2"]
 
 
 def build_model(name: str, *, in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
