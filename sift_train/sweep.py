@@ -223,9 +223,9 @@ def run_sweep(sweep: Sweep | str, out: str | Path, *, device: str = "cpu", jobs:
         if (out / name / "done.json").is_file():
             diff = stored_config_diff(out / name, cfg)
             if diff:
-                conflicts.append(f"{name} ({', '.join(diff)})")
+                conflicts.append(f"{out / name} ({', '.join(diff)})")
     if conflicts:
-        raise ValueError(f"{out}: finished runs hold a different config than requested: "
+        raise ValueError(f"finished runs hold a different config than requested: "
                          f"{'; '.join(conflicts[:3])}{' ...' if len(conflicts) > 3 else ''}; "
                          f"use another --out or delete them")
     out = prepare_folder(out)
