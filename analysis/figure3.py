@@ -1,11 +1,14 @@
 """Sparse-IFT Figure 3: Pareto-curvature heatmaps of test accuracy over (Δr_imdb, λ_imsg) and (Δr, λ).
 
     python analysis/figure3.py RUNS [--out DIR] [--family wide parallel] [--sparsity 0.5] [--format png]
+                               [--snapshots all|epochs|final]
 
 Analyses RUNS with ``sift_graph.analyze`` (cached: a second call recomputes nothing), keeps the
 snapshots of the requested families (and sparsity), and writes one heatmap per family and pair,
 ``figure3_<family>_<pair>.<format>`` (specs/metrics.md §7: one point per snapshot, linear griddata
-with rescale on a 100x100 grid, coolwarm over [min, max] accuracy, Pareto front as a sift addition).
+with rescale on a 100x100 grid, coolwarm over [min, max] accuracy, Pareto front as a sift addition),
+with each run's path through the plane in training order. ``--snapshots epochs`` keeps init, epoch
+ends and final (the same points in every run), ``final`` one point per run.
 """
 from __future__ import annotations
 

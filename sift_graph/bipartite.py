@@ -2,7 +2,7 @@
 
 Spec: ``../shared/specs/metrics.md`` §2.1. The biadjacency is ``B = T.reshape(c_out, -1).T``:
 rows are the ``n_in = c_in·kh·kw`` unrolled kernel positions (input node index
-``c·kh·kw + y·kw + x``), columns are the ``n_out = c_out`` output channels. Stride, padding,
+``c·kh·kw + y·kw + x``; a Conv1d ``(c_out, c_in, k)`` is the Conv2d case ``kh = 1``, node ``c·k + x``), columns are the ``n_out = c_out`` output channels. Stride, padding,
 dilation and groups are ignored (the "rolled" kernel graph). The (n_in+n_out)² adjacency
 ``[[0, B], [Bᵀ, 0]]`` is never built: its spectrum is ``{±σ_i(B)} ∪ {0, …}`` (spec §8).
 """
@@ -50,7 +50,8 @@ def biadjacency(tensor: Any) -> sp.csr_matrix:
     Parameters
     ----------
     tensor : array_like or torch.Tensor
-        Mask, weight or masked weight in PyTorch layout: Linear ``(out, in)`` or Conv2d
+        Mask, weight or masked weight in PyTorch layout: Linear ``(out, in)``, Conv1d
+        ``(c_out, c_in, k)`` (taps unrolled like a Conv2d with ``kh = 1``) or Conv2d
         ``(c_out, c_in, kh, kw)``.
 
     Returns
@@ -78,13 +79,15 @@ def node_labels(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     inputs : ndarray of int, shape (n_in, 3)
-        Row ``i`` is ``(channel, ky, kx)`` of input node ``i`` (Linear: ``(feature, 0, 0)``).
+        Row ``i`` is ``(channel, ky, kx)`` of input node ``i`` (Linear: ``(feature, 0, 0)``;
+        Conv1d ``(c_out, c_in, k)``: ``(channel, 0, tap)``).
     outputs : ndarray of int, shape (n_out,)
         Output node ``j`` is output channel / feature ``j``.
     """
-    if len(shape) not in (2, 4):
-        raise ValueError(f"expected a 2-D or 4-D PyTorch weight shape, got {tuple(shape)}")
-    c_in, kh, kw = (int(shape[1]), 1, 1) if len(shape) == 2 else tuple(int(s) for s in shape[1:])
+    if len(shape) not in (2, 3, 4):
+        raise ValueError(f"expected a 2-D, 3-D or 4-D PyTorch weight shape, got {tuple(shape)}")
+    c_in, kh, kw = (int(shape[1]), 1, 1) if len(shape) == 2 else (
+        (int(shape[1]), 1, int(shape[2])) if len(shape) == 3 else tuple(int(s) for s in shape[1:]))
     c, y, x = np.unravel_index(np.arange(c_in * kh * kw), (c_in, kh, kw))
     return np.stack([c, y, x], axis=1), np.arange(int(shape[0]))
 

@@ -20,6 +20,7 @@ from .analysis.loading import load_runs
 from .analysis.options import UsageError, make_options
 from .analysis.tables import build_tables
 from .files import atomic_write_text
+from .stats import write_statistics
 
 __all__ = ["Analysis", "analyze", "run_analysis"]
 
@@ -87,6 +88,8 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
     analysis.layers, analysis.summary = build_tables(runs, labels, results, options.invalid)
     atomic_write_text(options.out / "layers.csv", analysis.layers.to_csv(index=False))
     atomic_write_text(options.out / "summary.csv", analysis.summary.to_csv(index=False))
+    if not analysis.summary.empty:
+        write_statistics(analysis.summary, options.out)  # groups.csv, comparisons.csv (seed statistics)
     if options.figures and not analysis.summary.empty:
         analysis.figures, notes = write_figures(
             analysis.layers, analysis.summary, options.out / "figures", convention=options.convention,

@@ -113,8 +113,10 @@ def heatmap_surface(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "la
 
 def pareto_heatmap(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lambda_imsg",
                    z: str = "test_acc", *, z_scale: float = 100.0, title: str = "All runs",
-                   n: int = 100, surface: HeatmapSurface | None = None) -> Figure:
+                   n: int = 100, surface: HeatmapSurface | None = None, paths: bool = True) -> Figure:
     """Pareto-curvature heatmap: z (default test accuracy, in %) interpolated over (x, y).
+
+    ``paths``: each run's snapshots joined in training order (thin line, arrow at its last snapshot).
 
     One point per row (snapshot). Coolwarm normalised to [min z, max z], blank outside the hull, the
     points overlaid and the Pareto front of (x, y) drawn and labelled as a sift addition. With fewer
@@ -144,6 +146,8 @@ def pareto_heatmap(summary: pd.DataFrame, x: str = "delta_r_imdb", y: str = "lam
     order = np.argsort(px[front])
     ax.plot(px[front][order], py[front][order], "-", color="k", lw=1.2, marker="o", ms=8,
             mfc="none", mew=1.2, zorder=4, label=PARETO_LABEL)
+    if paths and {"run", "step"} <= set(summary.columns):
+        _draw_paths(ax, summary, x, y)
     fig.colorbar(points, ax=ax, label=label(z))
     for values, set_lim in ((px, ax.set_xlim), (py, ax.set_ylim)):
         pad = 0.04 * (np.ptp(values) or abs(values[0]) or 1.0)
@@ -214,4 +218,93 @@ def layer_heatmap(layers: pd.DataFrame, metric: str = "delta_r_imdb", *, run: st
     ax.set_ylabel("Layer")
     ax.set_title(f"{run}: {label(metric)} per layer (grey = invalid)", fontsize=10)
     fig.colorbar(image, ax=ax, label=label(metric))
+    return fig
+
+
+SNAPSHOT_CHOICES = ("all", "epochs", "final")
+
+
+def select_snapshots(summary: pd.DataFrame, which: str = "all") -> pd.DataFrame:
+    """Rows of ``summary`` to draw: ``all``; ``epochs`` (init, epoch ends and final: the same points
+    in every run, whatever the mask-update schedule); ``final`` (each run's last snapshot)."""
+    if which not in SNAPSHOT_CHOICES:
+        raise ValueError(f"unknown snapshot selection {which!r}; expected one of {SNAPSHOT_CHOICES}")
+    if which == "all" or summary.empty:
+        return summary
+    if which == "final":
+        return summary.loc[summary.groupby("run")["step"].idxmax()]
+    return summary[summary["snapshot_reason"].isin(["init", "epoch_end", "final"])]
+
+
+def _draw_paths(ax, summary: pd.DataFrame, x: str, y: str) -> None:
+    """One thin line per run through its (x, y) points in step order, an arrow on the last segment."""
+    data = summary[["run", "step", x, y]].dropna()
+    for _, rows in data.sort_values("step").groupby("run", sort=False):
+        px, py = rows[x].to_numpy(float), rows[y].to_numpy(float)
+        if len(px) < 2:
+            continue
+        ax.plot(px, py, "-", color="0.25", lw=0.6, alpha=0.6, zorder=2)
+        ax.annotate("", xy=(px[-1], py[-1]), xytext=(px[-2], py[-2]), zorder=2,
+                    arrowprops=dict(arrowstyle="->", color="0.15", lw=0.8))
+
+
+def accuracy_bars(groups: pd.DataFrame, metric: str = "test_acc", scale: float = 100.0) -> Figure:
+    """Final ``metric`` per (family, method) at each sparsity: mean over seeds with the 95 % t interval
+    as error bars (rows of ``groups.csv``); the dense baseline as a band."""
+    fig = Figure(figsize=(7.2, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    if groups.empty or f"{metric}_mean" not in groups:
+        ax.set_title(f"no {metric} groups", fontsize=10)
+        return fig
+    mean, lo, hi = (groups[f"{metric}_{k}"].astype(float) * scale for k in ("mean", "ci_low", "ci_high"))
+    dense = groups["sparsity"] == 0
+    if dense.any():
+        i = groups.index[dense][0]
+        ax.axhline(mean[i], color="k", lw=1, label=f"dense (n={int(groups.loc[i, f'{metric}_n'])})")
+        if np.isfinite(lo[i]):
+            ax.axhspan(lo[i], hi[i], color="k", alpha=0.1, lw=0)
+    sparse = groups[~dense]
+    series = list(sparse.groupby(["family", "method"], sort=True))
+    levels = sorted(sparse["sparsity"].unique())
+    width = 0.8 / max(len(series), 1)
+    for k, ((family, method), rows) in enumerate(series):
+        pos = np.array([levels.index(v) for v in rows["sparsity"]]) - 0.4 + (k + 0.5) * width
+        m = mean[rows.index].to_numpy()
+        err = np.vstack([m - lo[rows.index].to_numpy(), hi[rows.index].to_numpy() - m])
+        ax.errorbar(pos, m, yerr=np.nan_to_num(err), fmt="o", ms=4, capsize=3,
+                    label=f"{family} / {method}")
+    ax.set_xticks(range(len(levels)), [f"s = {v:g}" for v in levels])
+    ax.set_ylabel(f"final {label(metric)}" if metric != "test_acc" else "Final test accuracy (%)")
+    ax.set_title("Mean over seeds, 95 % t interval", fontsize=10)
+    fig.legend(loc="outside right center", fontsize=7, frameon=False)
+    return fig
+
+
+def metric_vs_accuracy(final: pd.DataFrame, metric: str = "lambda_imsg", acc: str = "test_acc") -> Figure:
+    """Final layer-mean ``metric`` against final accuracy, one point per sparse run, with Spearman ρ and
+    its bootstrap 95 % interval; hollow markers: the layer mean covers fewer than all layers
+    (``n_valid_<metric>`` < ``n_layers``), labelled with the count."""
+    from .stats import spearman_ci
+
+    fig = Figure(figsize=(5.6, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    data = final[final.get("sparsity", pd.Series(1.0, index=final.index)) > 0]
+    data = data[[c for c in (metric, acc, "family", f"n_valid_{metric}", "n_layers") if c in data]]
+    data = data.dropna(subset=[metric, acc])
+    r = spearman_ci(data[metric], data[acc])
+    for family, rows in data.groupby("family", sort=True) if "family" in data else [("runs", data)]:
+        full = (rows[f"n_valid_{metric}"] >= rows["n_layers"]) if f"n_valid_{metric}" in rows else \
+            pd.Series(True, index=rows.index)
+        sc = ax.scatter(rows.loc[full, metric], rows.loc[full, acc] * 100, s=24, label=str(family))
+        ax.scatter(rows.loc[~full, metric], rows.loc[~full, acc] * 100, s=24, facecolors="none",
+                   edgecolors=sc.get_facecolor()[0])
+        for _, row in rows.loc[~full].iterrows():
+            ax.annotate(f"{int(row[f'n_valid_{metric}'])}/{int(row['n_layers'])}",
+                        (row[metric], row[acc] * 100), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"final {label(metric)} (layer mean)")
+    ax.set_ylabel("Final test accuracy (%)")
+    ci = "" if not np.isfinite(r["ci_low"]) else f" [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+    ax.set_title(f"Spearman ρ = {r['rho']:+.2f}{ci} (bootstrap 95 %), n = {r['n']}; "
+                 f"hollow: mean over k/n layers", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
     return fig

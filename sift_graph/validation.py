@@ -37,9 +37,10 @@ def as_layer_array(x: Any, *, name: str = "tensor") -> np.ndarray:
         raise ValueError(f"{name}: cannot convert {type(x).__name__} to an array ({exc})") from exc
     if arr.dtype == object or np.iscomplexobj(arr):
         raise ValueError(f"{name}: expected a real numeric tensor, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 4):
+    if arr.ndim not in (2, 3, 4):
         raise ValueError(
-            f"{name}: expected a 2-D (Linear (out, in)) or 4-D (Conv2d (c_out, c_in, kh, kw)) "
+            f"{name}: expected a 2-D (Linear (out, in)), 3-D (Conv1d (c_out, c_in, k)) or 4-D "
+            f"(Conv2d (c_out, c_in, kh, kw)) "
             f"tensor in PyTorch layout, got shape {tuple(arr.shape)}"
         )
     if arr.dtype == np.float16:

@@ -27,7 +27,8 @@ from .sparse_params import sparse_parameters
 from .widths import check_sparsity
 
 _BN = nn.modules.batchnorm._BatchNorm
-_KINDS = {"Conv2d": nn.Conv2d, "Linear": nn.Linear, "BatchNorm": _BN, "ReLU": nn.ReLU}
+_KINDS = {"Conv2d": nn.Conv2d, "Conv1d": nn.Conv1d, "Linear": nn.Linear, "BatchNorm": _BN,
+          "ReLU": nn.ReLU}
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
                 raise ValueError(f"{name}: module runs more than once per forward; not supported")
             kind = next(k for k, cls in _KINDS.items() if isinstance(mod, cls))
             w = getattr(mod, "weight", None)
-            if isinstance(mod, nn.Conv2d):
+            if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
                 channels = output.shape[1]
             elif isinstance(mod, nn.Linear):
                 channels = mod.out_features
@@ -108,7 +109,7 @@ def trace(model: nn.Module, in_shape: tuple[int, ...]) -> list[LayerShape]:
         return record
 
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear, _BN, nn.ReLU)):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, _BN, nn.ReLU)):
             hooks.append(module.register_forward_hook(hook(name)))
         elif any(True for _ in module.parameters(recurse=False)):
             raise ValueError(f"{name}: {type(module).__name__} holds parameters but has no FLOP rule")
@@ -151,7 +152,7 @@ def _profiler(layer: LayerShape, density: float) -> int:
         return 2 * c * (pos - 1) + 2 * layer.out_numel + 3 * layer.out_numel + c
     mults = numel * pos
     # conv: one add fewer per output position (not per output element); linear: per output element
-    adds = (numel - 1) * pos if layer.kind == "Conv2d" else (numel - layer.out_numel // pos) * pos
+    adds = (numel - 1) * pos if layer.kind in ("Conv1d", "Conv2d") else (numel - layer.out_numel // pos) * pos
     out = mults + adds if density == 1.0 else int(adds * density) + int(mults * density)
     return out + (layer.out_numel if layer.bias else 0)
 
@@ -169,7 +170,7 @@ def count_layers(shapes: list[LayerShape], active: dict[str, int] | None = None,
         n_active = active.get(name, layer.weight_numel) if name else layer.weight_numel
         if not 0 <= n_active <= layer.weight_numel:
             raise ValueError(f"{name}: active count {n_active} outside [0, {layer.weight_numel}]")
-        weighted = layer.kind in ("Conv2d", "Linear")
+        weighted = layer.kind in ("Conv1d", "Conv2d", "Linear")
         macs = n_active * layer.positions if weighted else 0
         flops = 2 * macs + (layer.out_numel if weighted and layer.bias else 0)
         d = density.get(name, n_active / layer.weight_numel) if name else 1.0

@@ -22,7 +22,7 @@ def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 60,120,160, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 60,120,160, got {text!r}")
 
 
 def _bool(text: str) -> bool:
@@ -86,13 +86,23 @@ def register(sub) -> None:
     g = p.add_argument_group("recording")
     g.add_argument("--snapshot-every", type=int, metavar="STEPS",
                    help="also snapshot every N steps (default 0: epoch ends and mask updates only)")
+    g.add_argument("--snapshot-at", type=_milestones, metavar="S1,S2,...", help="also snapshot at these steps")
+    g.add_argument("--snapshot-log", type=int, metavar="N", help="also snapshot at N log-spaced steps")
+    g.add_argument("--snapshot-updates", type=_bool, metavar="BOOL",
+                   help="snapshot just before every mask update (default true; the masks chosen by "
+                        "every update are kept in masks/ either way)")
+    g.add_argument("--snapshot-epochs", type=_bool, metavar="BOOL", help="snapshot at every epoch end (true)")
     g.add_argument("--eval-batch-size", type=int)
     p.set_defaults(func=_train)
 
-    s = sub.add_parser("sweep", help="train a grid of runs (families x sparsities x methods)",
-                       description="Train every combination of a sweep preset into OUT/<run name>; "
-                                   "finished runs are skipped and interrupted ones resumed.")
-    s.add_argument("--preset", default="demo", help="sweep preset (default demo)")
+    s = sub.add_parser("sweep", help="train a grid of runs from a TOML sweep file or a shipped preset",
+                       description="Train every run of a sweep (a TOML grid of families x sparsities x "
+                                   "methods x seeds x any train option; docs/training.md) into "
+                                   "OUT/<run name>; finished runs with an equal config are skipped "
+                                   "and interrupted ones resumed.")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="FILE", help="sweep TOML file")
+    src.add_argument("--preset", help="shipped sweep preset (default 'default': MNIST-1D; 'demo': digits)")
     s.add_argument("--out", required=True, help="folder for the run folders")
     s.add_argument("--device", default="cpu")
     s.add_argument("--jobs", type=int, default=0,
@@ -124,7 +134,7 @@ def _train(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import run_sweep
+    from .sweep import load_sweep, run_sweep
 
-    run_sweep(args.preset, args.out, device=args.device, jobs=args.jobs, progress=not args.no_progress)
+    run_sweep(load_sweep(args.config, args.preset), args.out, device=args.device, jobs=args.jobs, progress=not args.no_progress)
     return 0

@@ -76,7 +76,12 @@ class TrainConfig:
     # bookkeeping
     seed: int = 0
     data_dir: str | None = None
-    snapshot_every: int = 0  # 0: snapshot at every epoch end and every mask update; N: also every N steps
+    # snapshot schedule (sift_train.snapshots): init and final always
+    snapshot_every: int = 0  # N > 0: also every N steps
+    snapshot_at: tuple[int, ...] = ()  # also at these steps
+    snapshot_log: int = 0  # also at this many log-spaced steps
+    snapshot_updates: bool = True  # just before every mask update
+    snapshot_epochs: bool = True  # at every epoch end
     eval_batch_size: int = 1000
     preset: str = "cifar"
 
@@ -95,18 +100,24 @@ class TrainConfig:
         if self.max_steps < 0 or self.warmup_epochs < 0:
             raise ValueError(f"max_steps and warmup_epochs must be >= 0, got {self.max_steps}, "
                              f"{self.warmup_epochs}")
-        if self.snapshot_every < 0:
-            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        for name in ("snapshot_every", "snapshot_log"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.end_fraction <= 1.0:
             raise ValueError(f"end_fraction must be in (0, 1], got {self.end_fraction}")
+        if self.distribution == "erk" and self.iso_flop and self.sparsity > 0:
+            raise ValueError("distribution 'erk' has no Iso-FLOP search (its per-layer densities change "
+                             "the FLOPs); pass --iso-flop false to train ERK at the nominal sparsity")
         _check_optimisation(self)
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        object.__setattr__(self, "snapshot_at", tuple(sorted({int(m) for m in self.snapshot_at})))
         object.__setattr__(self, "block_dims", tuple(int(b) for b in self.block_dims))
         check_method_options(self)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        d["snapshot_at"] = list(self.snapshot_at)
         d["block_dims"] = list(self.block_dims)
         return d
 
@@ -120,20 +131,25 @@ class TrainConfig:
 # CPU-sized recipe for the bundled 8x8 digits (1,437 training images -> 23 steps per epoch at batch 64).
 PRESETS: dict[str, dict] = {
     "cifar": {},
+    # MNIST-1D (4,000 training signals -> 63 steps per epoch at batch 64); see docs/training.md.
+    "mnist1d": dict(model="mlp", dataset="mnist1d", epochs=20, batch_size=64, lr=0.05,
+                    milestones=(10, 15), update_interval=25, eval_batch_size=1000),
     "digits": dict(model="cnn", dataset="digits", epochs=30, batch_size=64, lr=0.05,
                    milestones=(15, 25), update_interval=20, eval_batch_size=2000),
 }
 
 
 def preset_for(dataset: str) -> str:
-    return "cifar" if dataset.startswith("cifar") else "digits"
+    if dataset.startswith("cifar"):
+        return "cifar"
+    return "mnist1d" if dataset == "mnist1d" else "digits"
 
 
 def make_config(preset: str | None = None, **overrides) -> TrainConfig:
     """``TrainConfig`` from a preset (default: by dataset) and explicit overrides (``None`` = unset)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     dataset = overrides.get("dataset")
-    name = preset or preset_for(dataset or PRESETS["digits"]["dataset"])
+    name = preset or preset_for(dataset or PRESETS["mnist1d"]["dataset"])
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return replace(TrainConfig(), **{**PRESETS[name], "preset": name, **overrides})

@@ -1,5 +1,8 @@
 """Datasets as in-memory tensors, batching with a reproducible order, and the paper's augmentation.
 
+* ``mnist1d``: MNIST-1D made by the ``mnist1d`` package's generator (``make_dataset`` with
+  ``get_dataset_args()``, the published defaults; never its pickle download), cached as
+  ``mnist1d-<hash of the arguments>.npz`` in ``data_dir`` or the cache folder (:func:`cache_dir`).
 * ``digits``: scikit-learn's bundled 8x8 digits (ships inside the wheel, runs offline).
 * ``cifar10`` / ``cifar100``: the official *python* pickles in ``data_dir`` (no torchvision), read with
   a restricted unpickler that only admits the builtins and numpy reconstruction the files need.
@@ -7,8 +10,12 @@
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 import pickle
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +23,7 @@ import numpy as np
 import torch
 
 from .datasets import dataset_info
+from sift_graph.files import atomic_write_bytes
 
 # Sparse-IFT CIFAR-100 normalisation (sparse-ift.md §4, DATA:112-135).
 CIFAR100_MEAN, CIFAR100_STD = (0.50708, 0.48655, 0.44092), (0.26733, 0.25644, 0.27615)
@@ -50,11 +58,63 @@ class Dataset:
 def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
     """Load ``name`` (see module docstring); raises ValueError/FileNotFoundError with one-line messages."""
     dataset_info(name)  # validates the name
+    if name == "mnist1d":
+        return _mnist1d(data_dir)
     if name == "digits":
         return _digits()
     if name == "synthetic":
         return _synthetic(seed)
     return _cifar(name, data_dir)
+
+
+def cache_dir() -> Path:
+    """``$SIFT_CACHE`` if set, else ``$XDG_CACHE_HOME/sift`` (``~/.cache/sift``)."""
+    if os.environ.get("SIFT_CACHE"):
+        return Path(os.environ["SIFT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sift"
+
+
+def mnist1d_arrays(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """``{x, y, x_test, y_test}`` of MNIST-1D with the package defaults, from the ``.npz`` cache or
+    generated (about 2 s) and cached atomically. The generator's global seeding is undone afterwards."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url", None)  # only the download uses it; sift never downloads
+    key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(data_dir) if data_dir is not None else cache_dir()
+    path = folder / f"mnist1d-{key}.npz"
+    names = ("x", "y", "x_test", "y_test")
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in names}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: unreadable MNIST-1D cache ({exc}); delete it to regenerate") from None
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    out = {"x": data["x"].astype(np.float32), "y": data["y"].astype(np.int64),
+           "x_test": data["x_test"].astype(np.float32), "y_test": data["y_test"].astype(np.int64)}
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def _mnist1d(data_dir) -> Dataset:
+    """4,000 training and 1,000 test signals of length 40 (already standardised by the generator),
+    shaped ``(N, 1, 40)`` for Conv1d."""
+    a = mnist1d_arrays(data_dir)
+
+    def split(x, y):
+        return Split(torch.from_numpy(x).reshape(-1, 1, x.shape[-1]), torch.from_numpy(y))
+
+    return Dataset("mnist1d", split(a["x"], a["y"]), split(a["x_test"], a["y_test"]), augment=False)
 
 
 def _digits() -> Dataset:

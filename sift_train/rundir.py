@@ -40,8 +40,10 @@ def versions() -> dict[str, str]:
 
 
 def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str,
-                    tensors: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """npz bytes of one snapshot: ``meta`` JSON and per tensor ``shape``, packed ``mask``, ``values``."""
+                    tensors: dict[str, tuple[np.ndarray, np.ndarray]],
+                    dense: dict[str, np.ndarray] | None = None) -> bytes:
+    """npz bytes of one snapshot: ``meta`` JSON, per sparse tensor ``shape``, packed ``mask``,
+    ``values``; per dense weight (``dense``) ``shape`` and all ``values``."""
     if reason not in REASONS:
         raise ValueError(f"unknown snapshot reason {reason!r}; expected one of {REASONS}")
     arrays: dict[str, np.ndarray] = {}
@@ -50,9 +52,13 @@ def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str
         arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
         arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
         arrays[f"{name}/values"] = np.asarray(weight, dtype=np.float32).reshape(-1)[mask.reshape(-1)]
+    dense = dense or {}
+    for name, weight in dense.items():
+        arrays[f"{name}/shape"] = np.asarray(np.shape(weight), dtype=np.int64)
+        arrays[f"{name}/values"] = np.asarray(weight, dtype=np.float32).reshape(-1)
     meta = {"step": int(step), "epoch": float(epoch),
             "test_acc": None if test_acc is None else float(test_acc),
-            "reason": reason, "tensors": list(tensors)}
+            "reason": reason, "tensors": list(tensors), "dense_tensors": list(dense)}
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -65,6 +71,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.snapshots = self.path / "snapshots"
+        self.masks = self.path / "masks"
         self.checkpoint = self.path / "checkpoint" / "last.pt"
         self._rows: list[dict] = []
 
@@ -78,7 +85,7 @@ class RunDir:
         return self.checkpoint.is_file()
 
     def create(self) -> None:
-        for folder in (self.snapshots, self.checkpoint.parent):
+        for folder in (self.snapshots, self.masks, self.checkpoint.parent):
             with writing(folder, "cannot create the folder"):
                 folder.mkdir(parents=True, exist_ok=True)
 
@@ -124,9 +131,26 @@ class RunDir:
 
     # ------------------------------------------------------------------ snapshots
     def write_snapshot(self, step: int, epoch: float, test_acc: float | None, reason: str,
-                       tensors: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+                       tensors: dict[str, tuple[np.ndarray, np.ndarray]],
+                       dense: dict[str, np.ndarray] | None = None) -> Path:
         path = self.snapshots / f"step_{step:08d}.npz"
-        _write(path, encode_snapshot(step, epoch, test_acc, reason, tensors))
+        _write(path, encode_snapshot(step, epoch, test_acc, reason, tensors, dense))
+        return path
+
+    def write_masks(self, step: int, masks: dict[str, np.ndarray]) -> Path:
+        """``masks/step_XXXXXXXX.npz``: the masks chosen by the update at ``step``, bit-packed
+        (``<name>/shape``, ``<name>/mask`` as in snapshots; no weights)."""
+        arrays: dict[str, np.ndarray] = {}
+        for name, mask in masks.items():
+            mask = np.asarray(mask, dtype=bool)
+            arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
+            arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        with writing(self.masks, "cannot create the folder"):
+            self.masks.mkdir(parents=True, exist_ok=True)
+        path = self.masks / f"step_{step:08d}.npz"
+        _write(path, buf.getvalue())
         return path
 
     # ------------------------------------------------------------------ resume
@@ -165,7 +189,7 @@ class RunDir:
             with file.open(newline="") as f:
                 self._rows = [{c: r.get(c) for c in METRICS_COLUMNS}
                               for r in csv.DictReader(f) if int(r["step"]) <= step]
-        for snap in self.snapshots.glob("step_*.npz"):
+        for snap in [*self.snapshots.glob("step_*.npz"), *self.masks.glob("step_*.npz")]:
             match = _SNAPSHOT.match(snap.name)
             if match and int(match.group(1)) > step:
                 with writing(snap, "cannot remove"):

@@ -20,7 +20,7 @@ from .runlock import LOCK_NAME, RunLock
 
 # temporary files of the atomic writes of a run folder: ".<final name>.<random>.tmp"
 _TEMP = re.compile(r"^\.(config\.json|metrics\.csv|done\.json|last\.pt|step_\d+\.npz)\..+\.tmp$")
-_SUBFOLDERS = ("snapshots", "checkpoint")
+_SUBFOLDERS = ("snapshots", "masks", "checkpoint")
 IGNORED_FIELDS = ("data_dir",)  # where the data lies does not change the run
 
 

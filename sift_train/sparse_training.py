@@ -21,6 +21,8 @@ would stay in the sum.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -141,6 +143,8 @@ class SparseTraining:
         self.targets = {n: int(targets[n]) for n in self.masking.params}
         self.step = 0
         self.last_update_step: int | None = None
+        # called with the step number just before a mask update, while W ⊙ M is still the trained graph
+        self.before_update: Callable[[int], None] | None = None
         self._dense_grads: dict[str, torch.Tensor] = {}
         if method.needs_dense_grad:
             self.masking.observer = self._observe
@@ -169,6 +173,8 @@ class SparseTraining:
         if not self._update_due(self.step):
             self._dense_grads = {}
             return
+        if self.before_update is not None:
+            self.before_update(self.step)
         grads = self._all_reduce(self._dense_grads)
         self._dense_grads = {}
         new = self.method.update_masks(

@@ -1,75 +1,180 @@
-"""Grids of training runs (families x sparsities x methods), one run folder each, restartable:
-finished runs (``done.json``) are skipped and interrupted ones resumed from their checkpoint."""
+"""Grids of training runs from a TOML file, one run folder each, restartable.
+
+A sweep file (``docs/training.md``; shipped presets in ``sift_train/presets/*.toml``)::
+
+    dense_baseline = true        # one dense run (sparsity 0, static) per combination of the other keys
+    [base]                       # TrainConfig overrides shared by every run ("preset" picks the recipe)
+    preset = "mnist1d"
+    epochs = 20
+    [grid]                       # every key is a TrainConfig field, every value a list: the product
+    family = ["wide", "factorized"]
+    sparsity = [0.5, 0.9]
+    method = ["static", "rigl"]
+    seed = [0, 1, 2]
+
+Run names encode every option that varies: ``{model}-{family}-s{sparsity}-{method}`` (``{model}-dense``
+for the baseline), then ``-{field}{value}`` for each other grid field with several values, then
+``-seed{seed}``. A finished run (``done.json``) is skipped only when its stored config equals the
+requested one; an interrupted run is resumed (the resume refuses a different config).
+"""
 from __future__ import annotations
 
+import itertools
+import json
 import multiprocessing as mp
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 
 from .config import TrainConfig, make_config
-from .datasets import DATASETS
-
-# the project default: MNIST-1D once it is registered, the bundled digits until then
-DEFAULT_DATASET = "mnist1d" if "mnist1d" in DATASETS else "digits"
+from .methods import METHODS
+from .models import MODELS
 from .outdir import prepare_folder
 from .rundir import RunDir
 from .runstart import plan_start
+from .widths import FAMILIES
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+_FIELDS = {f.name for f in fields(TrainConfig)}
+_NAMED = ("model", "family", "sparsity", "method", "seed")  # always in the name, in this order
 
 
 @dataclass(frozen=True)
-class SweepPreset:
-    families: tuple[str, ...]
-    sparsities: tuple[float, ...]
-    methods: tuple[str, ...]
-    base: dict  # make_config overrides shared by every run (preset, dataset, epochs, ...)
-    dense_baseline: bool = True  # one extra dense run (sparsity 0)
+class Sweep:
+    """A parsed sweep file: shared overrides, grid lists, and whether to add dense baselines."""
+
+    base: dict
+    grid: dict[str, list]
+    dense_baseline: bool = True
+    source: str = ""
+    varied: tuple[str, ...] = field(default=())
+
+    def configs(self) -> list[TrainConfig]:
+        """Every run's config: dense baselines first, then the grid in file order."""
+        base = dict(self.base)
+        preset = base.pop("preset", None)
+        keys = list(self.grid)
+        combos = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        cfgs: list[TrainConfig] = []
+        if self.dense_baseline:
+            seen = set()
+            for c in combos:
+                rest = {k: v for k, v in c.items() if k not in ("family", "sparsity", "method")}
+                key = json.dumps(rest, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    cfgs.append(self._make(preset, base, {**rest, "family": "dense", "sparsity": 0.0,
+                                                          "method": "static"}))
+        cfgs += [self._make(preset, base, c) for c in combos]
+        return cfgs
+
+    def _make(self, preset, base, values) -> TrainConfig:
+        try:
+            cfg = make_config(preset, **{**base, **values})
+            for name, allowed in (("model", MODELS), ("family", FAMILIES), ("method", METHODS)):
+                if getattr(cfg, name) not in allowed:
+                    raise ValueError(f"unknown {name} {getattr(cfg, name)!r}; expected one of {sorted(allowed)}")
+            return cfg
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.source or 'sweep'}: {exc}") from None
 
 
-SWEEPS: dict[str, SweepPreset] = {
-    # digits, small CNN: 10 epochs x 23 steps; ΔT = 10 -> 17 mask updates per dynamic run (end at
-    # 75 % = step 172), 28 snapshots per run. 37 runs; a few minutes on 2 CPU cores (docs/training.md).
-    "demo": SweepPreset(
-        families=("wide", "parallel", "factorized", "doped"),
-        sparsities=(0.5, 0.75, 0.9),
-        methods=("static", "set", "rigl"),
-        base=dict(preset="digits", dataset="digits", model="cnn", epochs=10, update_interval=10,
-                  milestones=(6, 9), seed=0),
-    ),
-    # Sparse-IFT Table 2 (sparse-ift.md §7): Sparse Wide trained by every method of the table, MLP on
-    # the default dataset. GraNet starts at density 0.5 (GraNet's CIFAR script) and prunes during the
-    # first 25 % of steps, so its Iso-FLOP search (methods.md §2.6) is feasible at s = 0.9 too.
-    "table2": SweepPreset(
-        families=("wide",),
-        sparsities=(0.5, 0.75, 0.9),
-        methods=("static", "snip", "grasp", "force", "set", "rigl", "granet"),
-        base=dict(dataset=DEFAULT_DATASET, model="mlp", epochs=10, update_interval=10, milestones=(6, 9),
-                  init_density=0.5, prune_end_fraction=0.25, seed=0),
-    ),
-}
-
-
-def run_name(cfg: TrainConfig) -> str:
-    """Descriptive folder name, e.g. ``cnn-wide-s0.75-rigl-seed0`` (``cnn-dense-seed0`` for dense)."""
-    if cfg.sparsity == 0.0:
-        return f"{cfg.model}-dense-seed{cfg.seed}"
-    return f"{cfg.model}-{cfg.family}-s{cfg.sparsity:g}-{cfg.method}-seed{cfg.seed}"
-
-
-def sweep_configs(preset: str) -> list[TrainConfig]:
+def parse_sweep(text: str, source: str = "sweep") -> Sweep:
+    """Parse sweep TOML ``text`` (``source`` names it in errors); raises one-line ``ValueError``s."""
     try:
-        sp = SWEEPS[preset]
-    except KeyError:
-        raise ValueError(f"unknown sweep preset {preset!r}; expected one of {sorted(SWEEPS)}") from None
-    base = dict(sp.base)
-    name = base.pop("preset", None)
-    cfgs = [make_config(name, family="dense", sparsity=0.0, method="static", **base)] if sp.dense_baseline else []
-    cfgs += [make_config(name, family=f, sparsity=s, method=m, **base)
-             for f in sp.families for s in sp.sparsities for m in sp.methods]
-    return cfgs
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML ({exc})") from None
+    unknown = set(doc) - {"base", "grid", "dense_baseline", "description"}
+    if unknown:
+        raise ValueError(f"{source}: unknown top-level keys {sorted(unknown)}; expected base, grid, "
+                         f"dense_baseline, description")
+    base, grid = doc.get("base", {}), doc.get("grid", {})
+    if not isinstance(base, dict) or not isinstance(grid, dict):
+        raise ValueError(f"{source}: [base] and [grid] must be tables")
+    for table, keys in (("base", base), ("grid", grid)):
+        bad = sorted(k for k in keys if k not in _FIELDS)
+        if bad:
+            raise ValueError(f"{source}: [{table}] has unknown train options {bad}")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise ValueError(f"{source}: [grid] {k} must be a non-empty list, got {v!r}")
+        if len(set(map(repr, v))) != len(v):
+            raise ValueError(f"{source}: [grid] {k} repeats a value: {v}")
+    dense = doc.get("dense_baseline", True)
+    if not isinstance(dense, bool):
+        raise ValueError(f"{source}: dense_baseline must be true or false, got {dense!r}")
+    varied = tuple(k for k, v in grid.items() if len(v) > 1)
+    sweep = Sweep(dict(base), {k: list(v) for k, v in grid.items()}, dense, source, varied)
+    sweep.configs()  # validate every value now, with the file's name in the message
+    return sweep
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("sift_train.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_sweep(config: str | Path | None = None, preset: str | None = None) -> Sweep:
+    """The sweep of a TOML file ``config`` or of the shipped preset ``preset``."""
+    if config is not None:
+        path = Path(config)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the sweep file ({exc.strerror})") from None
+        return parse_sweep(text, str(path))
+    name = preset or "default"
+    if name not in preset_names():
+        raise ValueError(f"unknown sweep preset {name!r}; expected one of {preset_names()}")
+    return parse_sweep(resources.files("sift_train.presets").joinpath(f"{name}.toml").read_text(),
+                       f"preset {name}")
+
+
+def run_name(cfg: TrainConfig, varied: tuple[str, ...] = ()) -> str:
+    """Folder name, e.g. ``mlp-wide-s0.9-rigl-seed0`` (``mlp-dense-seed0`` for dense); every field in
+    ``varied`` other than the always-named ones adds ``-{field}{value}`` before the seed."""
+    head = (f"{cfg.model}-dense" if cfg.sparsity == 0.0
+            else f"{cfg.model}-{cfg.family}-s{cfg.sparsity:g}-{cfg.method}")
+    extra = "".join(f"-{k}{_short(getattr(cfg, k))}" for k in varied if k not in _NAMED)
+    return f"{head}{extra}-seed{cfg.seed}"
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (tuple, list)):
+        return "_".join(_short(x) for x in v)
+    return str(v)
+
+
+def sweep_configs(sweep: Sweep) -> list[tuple[str, TrainConfig]]:
+    """``(run name, config)`` of every run; raises if two runs would share a folder."""
+    named = [(run_name(c, sweep.varied), c) for c in sweep.configs()]
+    names = [n for n, _ in named]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{sweep.source}: runs share the folder names {dup[:3]}")
+    return named
+
+
+def stored_config_diff(run_dir: Path, cfg: TrainConfig) -> list[str]:
+    """Fields where the run folder's stored config differs from ``cfg`` (``data_dir`` ignored)."""
+    try:
+        stored = json.loads((run_dir / "config.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["config.json unreadable"]
+    want = cfg.to_dict()
+    return sorted(k for k in set(want) | set(stored)
+                  if k != "data_dir" and stored.get(k) != want.get(k))
 
 
 def _one(args) -> tuple[str, str, float | None, float]:
@@ -104,21 +209,35 @@ def worker_pool(processes: int):
     return mp.get_context("spawn").Pool(processes, initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
-def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 0,
+def run_sweep(sweep: Sweep | str, out: str | Path, *, device: str = "cpu", jobs: int = 0,
               progress: bool = True) -> list[tuple[str, str, float | None, float]]:
-    """Train every run of ``preset`` into ``out/<run_name>``; ``jobs`` parallel processes
-    (0: one per CPU core, at most 4). Prints one line per run; returns those lines' fields."""
+    """Train every run of ``sweep`` (a :class:`Sweep` or a preset name) into ``out/<run name>``;
+    ``jobs`` parallel processes (0: one per CPU core, at most 4). A finished run whose stored config
+    differs from the requested one is an error (nothing is trained). Prints one line per run."""
+    if isinstance(sweep, str):
+        sweep = load_sweep(preset=sweep)
+    out = Path(out)
+    named = sweep_configs(sweep)
+    conflicts = []
+    for name, cfg in named:
+        if (out / name / "done.json").is_file():
+            diff = stored_config_diff(out / name, cfg)
+            if diff:
+                conflicts.append(f"{out / name} ({', '.join(diff)})")
+    if conflicts:
+        raise ValueError(f"finished runs hold a different config than requested: "
+                         f"{'; '.join(conflicts[:3])}{' ...' if len(conflicts) > 3 else ''}; "
+                         f"use another --out or delete them")
     out = prepare_folder(out)
-    cfgs = sweep_configs(preset)
     jobs = jobs or min(os.cpu_count() or 1, 4)
-    tasks = [(cfg, str(out / run_name(cfg)), device, progress and jobs == 1) for cfg in cfgs]
+    tasks = [(cfg, str(out / name), device, progress and jobs == 1) for name, cfg in named]
     results = []
     t0 = time.perf_counter()
 
     def report(i: int, r: tuple) -> None:
         name, status, acc, secs = r
         acc_s = "" if acc is None else f"  test acc {acc:.4f}"
-        print(f"[{i:>3}/{len(tasks)}] {name:<40} {status:<16}{acc_s}  {secs:6.1f} s", file=sys.stderr)
+        print(f"[{i:>3}/{len(tasks)}] {name:<44} {status:<16}{acc_s}  {secs:6.1f} s", file=sys.stderr)
         results.append(r)
 
     pending = []
@@ -141,5 +260,6 @@ def run_sweep(preset: str, out: str | Path, *, device: str = "cpu", jobs: int = 
             raise
         finally:
             pool.join()
-    print(f"sweep {preset!r}: {len(tasks)} runs in {out} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    print(f"sweep {sweep.source}: {len(tasks)} runs in {out} ({time.perf_counter() - t0:.0f} s)",
+          file=sys.stderr)
     return results

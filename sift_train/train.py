@@ -29,6 +29,7 @@ from .precision import Precision
 from .rundir import RunDir
 from .runstart import open_run, plan_start
 from .schedule import UpdateSchedule
+from .snapshots import dense_weights, scheduled_steps
 from .sparse_params import sparse_parameters
 from .sparse_training import SparseTraining
 from .steps import StepRunner
@@ -141,6 +142,11 @@ def snapshot_tensors(setup: Setup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {n: (masks[n].cpu().numpy(), w.cpu().float().numpy()) for n, w in weights.items()}
 
 
+def snapshot_dense(setup: Setup) -> dict[str, np.ndarray]:
+    """Every dense Linear/Conv weight (stem, classifier, Doped's paper-variant U/V)."""
+    return {n: p.detach().cpu().float().numpy() for n, p in dense_weights(setup.model).items()}
+
+
 class _Recorder:
     """Metrics rows and snapshots of one run (running training means since the previous row).
 
@@ -152,6 +158,8 @@ class _Recorder:
         self.steps_per_epoch = len(setup.batches)
         self.info = dataset_info(setup.cfg.dataset)
         self._flops: tuple[tuple[int, ...], int] | None = None
+        self.last_step: int | None = None  # step of the last row recorded
+        self.lr = setup.cfg.lr  # learning rate of the current step (for the pre-update hook)
         self.reset()
 
     def reset(self):
@@ -174,6 +182,7 @@ class _Recorder:
     def record(self, step: int, reason: str | None, lr: float) -> float | None:
         loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
         self.reset()
+        self.last_step = step
         if not np.isfinite(loss_sum):
             raise ValueError(f"{self.run.path}: training loss is {loss_sum / max(seen, 1)} by step {step} "
                              f"(diverged; try a lower --lr); "
@@ -189,8 +198,15 @@ class _Recorder:
             "train_acc": correct / seen if seen else None,
             "test_loss": test_loss, "test_acc": test_acc, "lr": lr, "flops": self.flops()})
         if reason is not None:
-            self.run.write_snapshot(step, epoch, test_acc, reason, snapshot_tensors(self.setup))
+            self.run.write_snapshot(step, epoch, test_acc, reason, snapshot_tensors(self.setup),
+                                    snapshot_dense(self.setup))
         return test_acc
+
+    def before_update(self, step: int) -> None:
+        """Snapshot hook of :class:`SparseTraining`: the trained graph, just before its mask update
+        (``docs/run-format.md``, "Why before the update")."""
+        if self.setup.cfg.snapshot_updates:
+            self.record(step, "mask_update", self.lr)
 
 
 def checkpoint_state(setup: Setup, epoch: int) -> dict:
@@ -290,6 +306,13 @@ def check_split(cfg: TrainConfig, n_train: int, world_size: int) -> None:
                          f"process(es) x {cfg.accumulate} micro-batch(es); change --batch-size or --accumulate")
 
 
+def _after_update(setup: Setup, run: RunDir, step: int) -> None:
+    """After a mask update: ranks agree on the masks; rank 0 keeps them, bit-packed, in ``masks/``."""
+    distributed.check_masks_agree(setup.dist, setup.sparse.masking.masks, step)
+    if setup.dist.is_main:
+        run.write_masks(step, {n: m.cpu().numpy() for n, m in setup.sparse.masking.masks.items()})
+
+
 def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress: bool,
           stop_after_epoch: int | None, prefetch: int) -> dict:
     cfg, opt, sparse, d = setup.cfg, setup.optimizer, setup.sparse, setup.dist
@@ -303,10 +326,12 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
                         cfg.accumulate)
     loader = DeviceLoader(setup.batches, setup.data, setup.device, d, prefetch,
                           use_channels_last(setup.model, setup.device))
+    extra = scheduled_steps(total, cfg.snapshot_every, cfg.snapshot_at, cfg.snapshot_log)
+    sparse.before_update = rec.before_update
     setup.model.train()
     for epoch in range(start_epoch, cfg.epochs):
         for x, y, n in loader.epoch(epoch):
-            lr = lr_at(cfg, index, spe)
+            lr = rec.lr = lr_at(cfg, index, spe)
             for group in opt.param_groups:
                 group["lr"] = lr
             before = sparse.step
@@ -314,21 +339,22 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
             index += 1
             bar.update(1)
             step = sparse.step
+            if step != before and sparse.last_update_step == step:
+                _after_update(setup, run, step)
+                if rec.last_step == step and d.is_main:  # snapshot taken just before the update
+                    test_acc = run.last_test_acc()
             if index % spe == 0 or index >= total:
                 break  # epoch (or run) end: recorded below
-            if step == before:
-                continue  # skipped by the fp16 GradScaler: no new optimizer step
-            if sparse.last_update_step == step:
-                distributed.check_masks_agree(d, sparse.masking.masks, step)
-                test_acc = rec.record(step, "mask_update", lr)
-            elif cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            if step == before or rec.last_step == step:
+                continue  # skipped by the fp16 GradScaler, or recorded just before its mask update
+            if step in extra:
                 test_acc = rec.record(step, "every", lr)
         step = sparse.step
         last = epoch + 1 == cfg.epochs or index >= total
-        if sparse.last_update_step == step:
-            distributed.check_masks_agree(d, sparse.masking.masks, step)
-        reason = "final" if last else "mask_update" if sparse.last_update_step == step else "epoch_end"
-        test_acc = rec.record(step, reason, lr_at(cfg, index, spe))
+        if rec.last_step != step:  # not already recorded just before a mask update at this step
+            reason = ("final" if last else "epoch_end" if cfg.snapshot_epochs
+                      else "every" if step in extra else None)
+            test_acc = rec.record(step, reason, lr_at(cfg, index, spe))
         if d.is_main:
             bar.set_postfix(test=f"{test_acc:.3f}", refresh=False)
             run.save_checkpoint(checkpoint_state(setup, epoch + 1))

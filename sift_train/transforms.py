@@ -11,8 +11,10 @@ member for sparsity ``s`` (spec ``sparse-ift.md`` §1.0-§1.5):
   (and, in the paper variant, its own non-linearity ``branch_act``);
 * ``factorized`` – ``y = V(σ(U x))``, ``σ`` = ``mid_norm`` + ReLU, U (k x k, ``c_in -> d_h``) and V
   (1 x 1, ``d_h -> c_out``) both sparse;
-* ``doped``      – ``y = S x + V(U x)``: sparse full-rank ``S`` plus a rank-``r`` product, dense in the
-  paper variant, masked like ``S`` in the official one (spec §6.1).
+* ``doped``      – sparse full-rank ``S`` plus a rank-``r`` product ``V(U x)``: in the paper variant
+  ``y = V(U x) + σ(S x)`` with ``σ`` = BN + ReLU on the sparse path and U, V dense (paper §2.3,
+  App. C.2, Table 7 "with non-linearity"); in the official one ``y = S x + V(U x)`` with U, V masked
+  like ``S`` (spec §1.5, §6.1).
 
 Each module declares its sparse tensors with :func:`sift_train.sparse_params.mark_sparse`; at ``s = 0``
 nothing is sparse. ``s = 0`` recovers the dense layer: wide (k = 1), parallel (K = 1) and doped (r = 0)
@@ -75,17 +77,22 @@ class Factorized(nn.Module):
 
 
 class Doped(nn.Module):
-    """Sparse Doped: ``y = S x + V(U x)``, no non-linearity in the low-rank path (spec §1.5).
+    """Sparse Doped: ``y = sparse_act(S x) + V(U x)``; the low-rank path is linear (spec §1.5).
 
-    ``U`` and ``V`` are ``None`` at rank 0 (``s = 0``).
+    ``sparse_act`` is the paper's ``σ`` = BN + ReLU on the sparse path (paper variant) or ``None`` (the
+    released code's plain sum). ``U`` and ``V`` are ``None`` at rank 0 (``s = 0``).
     """
 
-    def __init__(self, S: nn.Module, U: nn.Module | None, V: nn.Module | None):
+    def __init__(self, S: nn.Module, U: nn.Module | None, V: nn.Module | None,
+                 sparse_act: nn.Module | None = None):
         super().__init__()
         self.S, self.U, self.V = S, U, V
+        self.sparse_act = sparse_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.S(x)
+        if self.sparse_act is not None:
+            out = self.sparse_act(out)
         if self.U is not None:
             out = out + self.V(self.U(x))
         return out
@@ -240,11 +247,13 @@ def _build(layer, family, s, variant, norm, mid_norm, branch_act, widen_in, wide
     S = copy.deepcopy(layer)
     if sparse:
         mark_sparse(S)
-    U = V = None
+    U = V = act = None
     if rank > 0:
         U = _like(layer, d_in, rank, bias=False)
         V = _like(layer, rank, d_out, pointwise=True, bias=False)
         if variant == "official":  # the released code masks U and V too (spec §1.5, §6.1)
             mark_sparse(U)
             mark_sparse(V)
-    return _unit(Doped(S, U, V), layer, norm)
+        else:  # paper §2.3: σ = BN + ReLU on the sparse path
+            act = nn.Sequential(OrderedDict(bn=mid_norm(d_out), relu=nn.ReLU()))
+    return _unit(Doped(S, U, V, act), layer, norm)

@@ -28,7 +28,7 @@ def _runs(root: Path) -> Path:
 @pytest.mark.slow
 def test_figure3_writes_one_heatmap_per_family_and_pair(tmp_path):
     runs = _runs(tmp_path / "runs")
-    proc = _run("figure3.py", runs, "--family", "wide", "parallel", "--sparsity", "0.5")
+    proc = _run("figure3.py", runs, "--family", "wide", "parallel", "--sparsity", "0.5", "--snapshots", "all")
     assert proc.returncode == 0, proc.stderr
     for name in ("figure3_wide_imdb-imsg.png", "figure3_wide_full.png", "figure3_parallel_full.png"):
         assert (runs / "sift-analysis" / name).stat().st_size > 5000

@@ -67,7 +67,29 @@ def test_degree_classes_are_in_first_occurrence_order():
     assert [list(idx) for _, idx in classes] == [[0, 3], [1, 4], [2]]
 
 
-@pytest.mark.parametrize("shape", [(3,), (2, 3, 4), (1, 2, 3, 4, 5)])
+def test_conv1d_biadjacency_against_a_hand_built_one_and_a_dense_svd():
+    rng = np.random.default_rng(1)
+    c_out, c_in, k = 5, 3, 4
+    w = rng.standard_normal((c_out, c_in, k)) * (rng.random((c_out, c_in, k)) < 0.5)
+    hand = np.zeros((c_in * k, c_out))  # input node c*k + tap, written out entry by entry
+    for o in range(c_out):
+        for c in range(c_in):
+            for t in range(k):
+                hand[c * k + t, o] = w[o, c, t]
+    b = sift_graph.biadjacency(w)
+    np.testing.assert_array_equal(b.toarray(), hand)
+    ins, _ = sift_graph.node_labels(w.shape)
+    assert [tuple(r) for r in ins[:5]] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (1, 0, 0)]
+    m = sift_graph.layer_metrics(w != 0, w)
+    sm = np.linalg.svd((hand != 0).astype(float), compute_uv=False)  # dense SVD of the mask's B
+    sw = np.linalg.svd(np.abs(hand), compute_uv=False)  # and of |W⊙M|'s B
+    assert (m["n_in"], m["n_out"], m["n_edges"]) == (c_in * k, c_out, int((hand != 0).sum()))
+    assert m["sigma1"] == pytest.approx(sm[0], rel=1e-9) and m["sigma2"] == pytest.approx(sm[1], rel=1e-9)
+    assert m["lambda_sigma1"] == pytest.approx(sw[0], rel=1e-9)
+    assert m["lambda"] == pytest.approx(sw[0] - sw[1], rel=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(3,), (1, 2, 3, 4, 5)])
 def test_node_labels_reject_other_ranks(shape):
-    with pytest.raises(ValueError, match="2-D or 4-D"):
+    with pytest.raises(ValueError, match="2-D, 3-D or 4-D"):
         sift_graph.node_labels(shape)

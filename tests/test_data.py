@@ -97,3 +97,40 @@ def test_batches_cover_the_split_once_per_epoch_in_a_reproducible_order():
     assert len(b) == 3 and len(ys[0]) == 256
     assert torch.equal(ys[0], ys[1]) and not torch.equal(ys[0], ys[2])
     assert torch.equal(ys[0].sort().values, ds.train.y.sort().values)
+
+
+def test_mnist1d_is_generated_locally_with_the_published_defaults_and_cached_as_npz(tmp_path, monkeypatch):
+    import mnist1d.data
+    import requests
+
+    def no_network(*a, **k):
+        raise AssertionError("MNIST-1D must not be downloaded")
+
+    monkeypatch.setattr(requests, "get", no_network)
+    ref = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())  # the package defaults, directly
+    np.random.seed(123)
+    before = np.random.random()
+    np.random.seed(123)
+    ds = load_dataset("mnist1d", tmp_path)
+    assert np.random.random() == before  # the generator's global seeding is undone
+    assert ds.train.x.shape == (4000, 1, 40) and ds.test.x.shape == (1000, 1, 40)
+    assert ds.train.x.dtype == torch.float32 and ds.train.y.dtype == torch.int64
+    np.testing.assert_allclose(ds.test.x.numpy()[:, 0], ref["x_test"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ds.train.y.numpy(), ref["y"])
+    # 5,000 samples, 500 per class (get_dataset_args: num_samples 5000, train_split 0.8)
+    assert torch.bincount(torch.cat([ds.train.y, ds.test.y])).tolist() == [500] * 10
+    cached = list(tmp_path.glob("mnist1d-*.npz"))
+    assert len(cached) == 1
+    with np.load(cached[0], allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["x_test"].reshape(-1, 1, 40), ds.test.x.numpy())
+    monkeypatch.setattr(mnist1d.data, "make_dataset", no_network)  # second load: from the cache
+    again = load_dataset("mnist1d", tmp_path)
+    assert torch.equal(again.train.x, ds.train.x)
+
+
+def test_unreadable_mnist1d_cache_is_one_clear_error(tmp_path):
+    load_dataset("mnist1d", tmp_path)
+    f = next(tmp_path.glob("mnist1d-*.npz"))
+    f.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable MNIST-1D cache"):
+        load_dataset("mnist1d", tmp_path)

@@ -99,8 +99,9 @@ def test_isoflop_granet_run_matches_dense_training_flops(tmp_path):
     steps = [int(r["step"]) for r in rows]
     flops = [int(r["flops"]) for r in rows]
     total_steps = steps[-1]
-    # masks recorded at step s are in effect for steps s+1 .. next recorded step (every update is recorded)
-    run_flops = sum((b - a) * f for a, b, f in zip(steps[:-1], steps[1:], flops[:-1]))
+    # every update is recorded just before it (docs/run-format.md): the masks of the row at step b were in
+    # effect for the steps since the previous row, a+1 .. b
+    run_flops = sum((b - a) * f for a, b, f in zip(steps[:-1], steps[1:], flops[1:]))
     dense = _dense_mlp_flops((256, 256, 256)) * total_steps
     assert abs(run_flops / dense - 1) < 1e-3
 
@@ -116,10 +117,10 @@ def test_isoflop_search_says_when_infeasible():
 
 
 def test_table2_sweep_preset_covers_the_methods_and_granet_is_feasible():
-    from sift_train.sweep import sweep_configs
+    from sift_train.sweep import load_sweep, sweep_configs
     from sift_train.train import build
 
-    cfgs = sweep_configs("table2")
+    cfgs = [cfg for _, cfg in sweep_configs(load_sweep(preset="table2"))]
     assert {c.method for c in cfgs if c.sparsity > 0} == {"static", "snip", "grasp", "force", "set", "rigl",
                                                            "granet"}
     for cfg in cfgs:

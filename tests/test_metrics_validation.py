@@ -8,9 +8,9 @@ import torch
 import sift_graph
 
 
-@pytest.mark.parametrize("shape", [(5,), (2, 3, 4), (1, 2, 3, 4, 5)])
+@pytest.mark.parametrize("shape", [(5,), (1, 2, 3, 4, 5)])
 def test_wrong_rank_names_the_expected_layout_and_received_shape(shape):
-    with pytest.raises(ValueError, match=rf"2-D .*4-D .*got shape \({shape[0]},"):
+    with pytest.raises(ValueError, match=rf"2-D .*3-D .*4-D .*got shape \({shape[0]},"):
         sift_graph.layer_metrics(np.ones(shape))
 
 

@@ -62,7 +62,8 @@ def test_small_models_first_and_last_layers_dense():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_small_models_forward_backward_on_cpu(family, variant):
     torch.manual_seed(0)
-    for name, shape in [("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("cnn", (1, 28, 28))]:
+    for name, shape in [("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("cnn", (1, 28, 28)), ("mlp", (1, 40)),
+                        ("cnn1d", (1, 40))]:
         model = build_model(name, in_shape=shape, num_classes=10, family=family, sparsity=0.75,
                             variant=variant)
         out = model(torch.randn(4, *shape))
@@ -130,6 +131,36 @@ def test_bad_family_and_sparsity_rejected_by_builders():
         build_model("resnet18", in_shape=(3, 32, 32), num_classes=10, family="wide", sparsity=1.0)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cnn1d_is_conv1d_throughout_and_iso_flop_in_every_family(family):
+    from sift_train.isoflop import plan_masks
+
+    model = build_model("cnn1d", in_shape=(1, 40), num_classes=10, family=family, sparsity=0.9)
+    sparse = sparse_parameters(model)
+    assert sparse and all(p.dim() == 3 for p in sparse.values())  # (c_out, c_in, k)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert not convs
+    if family != "dense":
+        plan = plan_masks("cnn1d", in_shape=(1, 40), num_classes=10, family=family, sparsity=0.9)
+        assert plan.rel_error < 1e-2
+
+
+def test_cnn1d_dense_flops_by_hand():
+    from sift_train.accounting import forward_flops
+
+    model = build_model("cnn1d", in_shape=(1, 40), num_classes=10, device="meta")
+    w = 16  # stem 1->w k5 on 40 positions; units w->2w k3 s2 (20), 2w->2w (20), 2w->4w s2 (10); fc
+    macs = 1 * 5 * w * 40 + w * 3 * 2 * w * 20 + 2 * w * 3 * 2 * w * 20 + 2 * w * 3 * 4 * w * 10 + 4 * w * 10 * 10
+    assert forward_flops(model, (1, 40)) == 2 * macs + 10  # + the classifier bias adds
+
+
+def test_image_models_reject_1d_inputs_and_cnn1d_rejects_images():
+    with pytest.raises(ValueError, match="cnn1d: needs 1-D inputs"):
+        build_model("cnn1d", in_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(ValueError, match="cnn: needs image inputs"):
+        build_model("cnn", in_shape=(1, 40), num_classes=10)
+
+
 @pytest.mark.parametrize("s, paper, official", [
     (0.5, [91, 181, 362, 724], [90, 180, 360, 720]),
     (0.75, [128, 256, 512, 1024], [128, 256, 512, 1024]),
@@ -141,3 +172,19 @@ def test_paper_sparse_wide_rounds_every_layer_width_once_official_multiplies_the
         model = resnet18_cifar(100, "wide", s, variant, device="meta")
         got = [model.conv_stem.out_channels] + [model.blocks[i].conv2.conv.out_channels for i in (1, 3, 5, 7)]
         assert got == [widths[0]] + widths and model.fc.in_features == widths[-1], variant
+
+
+@pytest.mark.parametrize("name, shape", [("cnn", (1, 8, 8)), ("cnn1d", (1, 40))])
+def test_small_cnn_parallel_paper_normalises_the_branch_sum(name, shape):
+    model = build_model(name, in_shape=shape, num_classes=10, family="parallel", sparsity=0.9)
+    unit = model.units[0]
+    assert isinstance(unit.sum, ParallelSum) and len(unit.sum.branches) == 10
+    x = torch.randn(16, *shape)
+    h = torch.relu(model.stem(x))
+    raw, out = unit.sum(h), unit(h)
+    dims = [0, 2, 3] if name == "cnn" else [0, 2]
+    assert raw.mean(dims).min() > 0  # a sum of 10 ReLU outputs: every channel mean positive
+    assert out.mean(dims).abs().max() < 1e-4 and (out.var(dims, unbiased=False) - 1).abs().max() < 1e-2
+    official = build_model(name, in_shape=shape, num_classes=10, family="parallel", sparsity=0.9,
+                           variant="official")
+    assert isinstance(official.units[0], ParallelSum) or isinstance(official.units[0][0], ParallelSum)

@@ -398,9 +398,9 @@ def test_sweep_workers_die_when_the_sweep_process_is_killed(tmp_path):
 
 
 def test_sweep_refuses_a_finished_run_of_another_config_instead_of_skipping_it(tmp_path, capsys):
-    from sift_train.sweep import run_name, sweep_configs
-    first = sweep_configs("demo")[0]
-    run = tmp_path / run_name(first)
+    from sift_train.sweep import load_sweep, sweep_configs
+    name, _ = sweep_configs(load_sweep())[0]  # the default preset, as the command below
+    run = tmp_path / name
     run.mkdir()
     (run / "config.json").write_text('{"format": "sift-run", "format_version": 1, "config": {"epochs": 99}}')
     (run / "done.json").write_text('{"step": 1, "epoch": 99, "test_acc": 0.5}')

@@ -94,11 +94,11 @@ def test_factorized_is_v_bn_relu_u():
     assert torch.allclose(fac(x), expected, atol=1e-5)
 
 
-def test_doped_is_sparse_plus_low_rank_without_nonlinearity():
+def test_official_doped_is_sparse_plus_low_rank_without_nonlinearity():
     torch.manual_seed(3)
     conv = nn.Conv2d(4, 6, 3, padding=1, bias=False)
-    doped = transform(conv, "doped", 0.5)
-    assert isinstance(doped, Doped)
+    doped = transform(conv, "doped", 0.5, variant="official")
+    assert isinstance(doped, Doped) and doped.sparse_act is None
     r = math.floor(0.5 * 36 * 6 / (36 + 6))  # spec §1.0: r = s D_in D_out / (D_in + D_out)
     assert doped.U.weight.shape == (r, 4, 3, 3) and doped.V.weight.shape == (6, r, 1, 1)
     assert torch.equal(doped.S.weight, conv.weight)  # the dense layer seeds S
@@ -106,6 +106,35 @@ def test_doped_is_sparse_plus_low_rank_without_nonlinearity():
     folded = torch.einsum("or,rikl->oikl", doped.V.weight[:, :, 0, 0], doped.U.weight)
     expected = nn.functional.conv2d(x, conv.weight + folded, padding=1)
     assert torch.allclose(doped(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv1d"])
+def test_paper_doped_forward_is_low_rank_plus_bn_relu_of_the_sparse_path(kind):
+    """Paper §2.3 / App. C.2: ψ = Vᵀ(Uᵀz) + σ(θ_sdᵀ z), σ = BN + ReLU (written out by hand here)."""
+    torch.manual_seed(4)
+    layer = nn.Linear(8, 5) if kind == "linear" else nn.Conv1d(3, 5, 3, padding=1, bias=False)
+    doped = transform(layer, "doped", 0.5, variant="paper")
+    bn = doped.sparse_act.bn
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    doped.eval()
+    if kind == "linear":
+        z = torch.randn(4, 8)
+        sparse = z @ doped.S.weight.T + doped.S.bias
+        low = (z @ doped.U.weight.T) @ doped.V.weight.T
+        shape = (1, -1)
+    else:
+        z = torch.randn(4, 3, 7)
+        sparse = nn.functional.conv1d(z, doped.S.weight, padding=1)
+        low = torch.einsum("or,brl->bol", doped.V.weight[:, :, 0],
+                           nn.functional.conv1d(z, doped.U.weight, padding=1))
+        shape = (1, -1, 1)
+    norm = (sparse - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps)
+    expected = low + torch.relu(norm * bn.weight.view(shape) + bn.bias.view(shape))
+    assert torch.allclose(doped(z), expected, atol=1e-5)
 
 
 # spec §1.4 / §1.5 tables, (conv1, conv2) ranks of blocks b1 (64->64), b3 (64->128), b8 (512->512)

@@ -81,6 +81,7 @@ def write_figures(layers: pd.DataFrame, summary: pd.DataFrame, folder: Path, *, 
             figures.append(plots.save(fig, folder / f"pareto_{tag}_{group_slugs[name]}.{fmt}"))
     metrics = [m for m in TRAJECTORY_METRICS[convention] if m in summary]
     figures.append(plots.save(plots.trajectories(summary, metrics=metrics), folder / f"trajectories.{fmt}"))
+    figures += _seed_figures(summary, folder, fmt, metrics)
     run_slugs = file_slugs(summary["run"])
     for run in summary["run"].unique():
         if layers.empty or not (layers["run"] == run).any():
@@ -89,3 +90,16 @@ def write_figures(layers: pd.DataFrame, summary: pd.DataFrame, folder: Path, *, 
         fig = plots.layer_heatmap(layers, metric=layer_metric, run=run)
         figures.append(plots.save(fig, folder / f"layers_{layer_metric}_{run_slugs[run]}.{fmt}"))
     return figures, notes
+
+
+def _seed_figures(summary: pd.DataFrame, folder: Path, fmt: str, metrics) -> list[Path]:
+    """Final accuracy with seed error bars, and each metric against final accuracy (Spearman ρ, CI)."""
+    from ..stats import final_rows, group_table
+
+    if not {"family", "sparsity", "method"} <= set(summary.columns):
+        return []
+    out = [plots.save(plots.accuracy_bars(group_table(summary)), folder / f"accuracy_groups.{fmt}")]
+    final = final_rows(summary)
+    for m in metrics:
+        out.append(plots.save(plots.metric_vs_accuracy(final, m), folder / f"{m}_vs_accuracy.{fmt}"))
+    return out

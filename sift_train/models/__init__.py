@@ -10,12 +10,12 @@ from torch import nn
 from .gpt import GPT, GPTConfig, gpt
 from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import ResNet18, resnet18_cifar
-from .small import CNN, MLP, cnn, mlp
+from .small import CNN, CNN1d, MLP, cnn, cnn1d, mlp
 
-MODELS = ("resnet18", "mlp", "cnn")
+MODELS = ("resnet18", "mlp", "cnn", "cnn1d")
 
-__all__ = ["MODELS", "build_model", "resnet18_cifar", "mlp", "cnn", "gpt", "mobilenet_v2", "ResNet18", "MLP",
-           "CNN", "GPT", "GPTConfig", "MobileNetV2"]
+__all__ = ["MODELS", "build_model", "resnet18_cifar", "mlp", "cnn", "cnn1d", "gpt", "mobilenet_v2", "ResNet18",
+           "MLP", "CNN", "CNN1d", "GPT", "GPTConfig", "MobileNetV2"]
 
 
 def build_model(name: str, *, in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
@@ -28,10 +28,14 @@ def build_model(name: str, *, in_shape: tuple[int, int, int], num_classes: int, 
     family. ``device="meta"`` builds a shape-only model (free; for counting).
     """
     if name == "resnet18":
+        if len(in_shape) != 3:
+            raise ValueError(f"resnet18: needs image inputs (C, H, W), got shape {tuple(in_shape)}")
         return resnet18_cifar(num_classes, family, sparsity, variant, in_channels=in_shape[0],
                               device=device)
     if name == "mlp":
         return mlp(in_shape, num_classes, family, sparsity, variant, device=device)
     if name == "cnn":
         return cnn(in_shape, num_classes, family, sparsity, variant, device=device)
+    if name == "cnn1d":
+        return cnn1d(in_shape, num_classes, family, sparsity, variant, device=device)
     raise ValueError(f"unknown model {name!r}; expected one of {list(MODELS)}")

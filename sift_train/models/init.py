@@ -12,11 +12,11 @@ from torch import nn
 
 
 def init_weights(model: nn.Module) -> None:
-    """Spec §1.7 (R18:776-789): every Conv2d ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``
+    """Spec §1.7 (R18:776-789): every Conv2d (and Conv1d) ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``
     with the full dense fan-out (conv biases 0); BatchNorm γ = 1, β = 0, fresh running statistics;
     Linear layers keep PyTorch's default init."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

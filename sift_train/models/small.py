@@ -1,4 +1,5 @@
-"""Small models for 8x8 (digits) or 28x28 inputs, built through the same transformations as ResNet-18.
+"""Small models, built through the same transformations as ResNet-18: an MLP (any input), a 2-D CNN
+(8x8 digits, 32x32 CIFAR) and a 1-D CNN (MNIST-1D's length-40 signals).
 
 First and last layers are dense and untransformed; every hidden layer is transformed and, when
 ``sparsity > 0``, sparse (spec §1.6 convention). Sparse Wide widens every hidden width (so also the
@@ -6,6 +7,7 @@ dense first layer's output and the dense last layer's input).
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -28,6 +30,15 @@ def _family_width(width: int, family: str, s: float, variant: str) -> int:
     return wide_width(width, s, variant) if family == "wide" else width
 
 
+def _sum_norm(unit: nn.Module, norm: nn.Module, family: str, variant: str) -> nn.Module:
+    """Paper-variant Sparse Parallel in the small CNNs: BN after the sum of the K per-branch
+    ``ReLU(BN(conv))`` outputs (the ImageNet code's form, spec §1.3). Without it the sum grows ~K
+    times per unit in these residual-free stacks, and at s = 0.9 (K = 10) training collapses."""
+    if family != "parallel" or variant != "paper":
+        return unit
+    return nn.Sequential(OrderedDict(sum=unit, bn=norm))
+
+
 class MLP(nn.Module):
     """``flatten -> fc_in -> ReLU -> [hidden_i -> ReLU]* -> fc_out``."""
 
@@ -42,7 +53,7 @@ class MLP(nn.Module):
         return self.fc_out(out)
 
 
-def mlp(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense", sparsity: float = 0.0,
+def mlp(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", sparsity: float = 0.0,
         variant: str = "paper", *, hidden: tuple[int, ...] = (256, 256, 256),
         device: torch.device | str | None = None) -> MLP:
     """MLP with ``len(hidden) - 1`` transformed hidden layers (``hidden[i] -> hidden[i+1]``)."""
@@ -50,7 +61,7 @@ def mlp(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
     if len(hidden) < 2:
         raise ValueError(f"mlp: need at least two hidden widths to have a hidden layer, got {hidden}")
     widths = [_family_width(h, family, s, variant) for h in hidden]
-    d_in = in_shape[0] * in_shape[1] * in_shape[2]
+    d_in = math.prod(in_shape)
     with torch.device("meta"):
         layers = [
             transform(nn.Linear(a, b), "dense" if family == "wide" else family, s, variant=variant,
@@ -80,16 +91,60 @@ def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
     """Small CNN: dense stem ``C -> w``, transformed 3x3 units ``w -> 2w`` (stride 2), ``2w -> 2w``,
     ``2w -> 4w`` (stride 2), each followed by BN and ReLU, then a dense classifier."""
     family, s = _setup(family, sparsity, variant, "cnn")
+    if len(in_shape) != 3:
+        raise ValueError(f"cnn: needs image inputs (C, H, W), got shape {tuple(in_shape)}; use cnn1d for 1-D data")
     w = _family_width(width, family, s, variant)
     plan = ((w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2))
     with torch.device("meta"):
         stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=False),
                                          bn=nn.BatchNorm2d(w)))
         units = [
-            transform(nn.Conv2d(a, b, 3, stride, 1, bias=False), "dense" if family == "wide" else family,
-                      s, variant=variant, norm=nn.BatchNorm2d,
-                      branch_act=lambda: nn.ReLU(inplace=True), where=f"units.{i}")
+            _sum_norm(transform(nn.Conv2d(a, b, 3, stride, 1, bias=False),
+                                "dense" if family == "wide" else family, s, variant=variant,
+                                norm=nn.BatchNorm2d, branch_act=lambda: nn.ReLU(inplace=True),
+                                where=f"units.{i}"), nn.BatchNorm2d(b), family, variant)
             for i, (a, b, stride) in enumerate(plan)
         ]
         model = CNN(stem, units, nn.Linear(4 * w, num_classes))
+    return materialize(model, device)
+
+
+class CNN1d(nn.Module):
+    """``stem (conv k5, BN, ReLU) -> [unit_i -> ReLU]* -> flatten -> fc`` on ``(N, C, L)`` signals."""
+
+    def __init__(self, stem: nn.Module, units: list[nn.Module], fc: nn.Module):
+        super().__init__()
+        self.stem, self.units, self.fc = stem, nn.ModuleList(units), fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.stem(x))
+        for unit in self.units:
+            out = F.relu(unit(out))
+        return self.fc(torch.flatten(out, 1))
+
+
+def cnn1d(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", sparsity: float = 0.0,
+          variant: str = "paper", *, width: int = 16, device: torch.device | str | None = None) -> CNN1d:
+    """1-D CNN for MNIST-1D: dense stem ``C -> w`` (k = 5), transformed k = 3 units ``w -> 2w``
+    (stride 2), ``2w -> 2w``, ``2w -> 4w`` (stride 2), each followed by BN and ReLU, then a dense
+    classifier on the flattened ``4w x L/4`` features (positions matter in MNIST-1D)."""
+    family, s = _setup(family, sparsity, variant, "cnn1d")
+    if len(in_shape) != 2:
+        raise ValueError(f"cnn1d: needs 1-D inputs (C, L), got shape {tuple(in_shape)}")
+    w = _family_width(width, family, s, variant)
+    plan = ((w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2))
+    length = in_shape[1]
+    for _, _, stride in plan:
+        length = (length - 1) // stride + 1
+    with torch.device("meta"):
+        stem = nn.Sequential(OrderedDict(conv=nn.Conv1d(in_shape[0], w, 5, 1, 2, bias=False),
+                                         bn=nn.BatchNorm1d(w)))
+        units = [
+            _sum_norm(transform(nn.Conv1d(a, b, 3, stride, 1, bias=False),
+                                "dense" if family == "wide" else family, s, variant=variant,
+                                norm=nn.BatchNorm1d, branch_act=lambda: nn.ReLU(inplace=True),
+                                where=f"units.{i}"), nn.BatchNorm1d(b), family, variant)
+            for i, (a, b, stride) in enumerate(plan)
+        ]
+        model = CNN1d(stem, units, nn.Linear(4 * w * length, num_classes))
     return materialize(model, device)
