@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .analysis.options import DEFAULT_LAYER_METRIC, FORMATS, INVALID_RULES
+from .analysis.options import DEFAULT_LAYER_METRIC, FORMATS, INVALID_RULES, LAYER_MODES
 from .layer import CONVENTIONS
 from .pipeline import run_analysis
 
@@ -34,6 +34,9 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--format", default="png", choices=FORMATS, help="figure format")
     p.add_argument("--convention", default="hoang2023a", choices=CONVENTIONS,
                    help="metric convention (specs/metrics.md §9.1)")
+    p.add_argument("--layers", default="sparse", choices=LAYER_MODES,
+                   help="sparse (default): the sparse tensors only; all: every Conv/Linear layer, dense "
+                        "ones included (the reference analyses' model-level metric)")
     p.add_argument("--invalid", default="skip", choices=INVALID_RULES,
                    help="layer mean over valid layers only (skip) or with invalid layers as 0 (zero)")
     p.add_argument("--layer-metric", default=None,
@@ -51,7 +54,8 @@ def add_parser(sub, parents) -> None:
 def run(args) -> int:
     """Analyse; print one ``skipped:`` line per input left out; 1 if any, else 0."""
     result = run_analysis(args.paths, out=args.out, jobs=args.jobs, convention=args.convention,
-                          invalid=args.invalid, figures=not args.no_figures, fmt=args.format,
+                          layers=args.layers, invalid=args.invalid, figures=not args.no_figures,
+                          fmt=args.format,
                           layer_metric=args.layer_metric, progress=not args.quiet, device=args.device,
                           max_snapshot_bytes=args.max_snapshot_bytes, client=args.dask_scheduler)
     for problem in result.problems:

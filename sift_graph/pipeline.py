@@ -40,14 +40,14 @@ class Analysis:
 
 
 def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = "hoang2023a",
-                 invalid: str = "skip", figures: bool = True, fmt: str = "png",
+                 layers: str = "sparse", invalid: str = "skip", figures: bool = True, fmt: str = "png",
                  layer_metric: str | None = None, progress: bool = True, device: str = "cpu",
                  max_snapshot_bytes: int | None = None, client=None) -> Analysis:
     """Analyse every run under ``paths``; write tables (and figures) to ``out``. See :func:`analyze`.
 
     Every input is checked before any work (:class:`~sift_graph.analysis.options.UsageError`).
     """
-    options = make_options(paths, out=out, jobs=jobs, convention=convention, invalid=invalid,
+    options = make_options(paths, out=out, jobs=jobs, convention=convention, layers=layers, invalid=invalid,
                            figures=figures, fmt=fmt, layer_metric=layer_metric, device=device,
                            max_snapshot_bytes=max_snapshot_bytes, progress=progress,
                            client=client)
@@ -59,7 +59,7 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
     snapshots = {(labels[run.path], snap.step): snap for run in runs for snap in run.snapshots}
 
     (options.out / "cache").mkdir(parents=True, exist_ok=True)
-    cache = SnapshotCache(options.out / "cache", options.convention)
+    cache = SnapshotCache(options.out / "cache", options.convention, options.layers)
     results, todo, unreadable = look_up(cache, {key: snap.path for key, snap in snapshots.items()})
     analysis = Analysis(layers=pd.DataFrame(), summary=pd.DataFrame(), out=options.out,
                         problems=found.problems + problems + unreadable, notes=found.notes,
@@ -74,7 +74,8 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
         analysis.computed += 1
 
     todo = {key: snapshots[key] for key in todo}
-    route = dict(convention=options.convention, device=options.device, on_result=on_result,
+    route = dict(convention=options.convention, layers=options.layers, device=options.device,
+                 on_result=on_result,
                  progress=options.progress)
     try:
         if client is None:
@@ -85,7 +86,7 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
     finally:
         cache.save_index()
 
-    analysis.layers, analysis.summary = build_tables(runs, labels, results, options.invalid)
+    analysis.layers, analysis.summary = build_tables(runs, labels, results, options.invalid, options.layers)
     atomic_write_text(options.out / "layers.csv", analysis.layers.to_csv(index=False))
     atomic_write_text(options.out / "summary.csv", analysis.summary.to_csv(index=False))
     if not analysis.summary.empty:
@@ -99,10 +100,14 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
 
 
 def analyze(paths, *, out=None, jobs: int | None = None, convention: str = "hoang2023a",
-            invalid: str = "skip", figures: bool = True, fmt: str = "png",
+            layers: str = "sparse", invalid: str = "skip", figures: bool = True, fmt: str = "png",
             layer_metric: str | None = None, progress: bool = True, device: str = "cpu",
             max_snapshot_bytes: int | None = None, client=None):
     """Ramanujan metrics of every sparse layer of every snapshot of every run under ``paths``.
+
+    ``layers``: ``"sparse"`` (default) the sparse tensors only; ``"all"`` also every dense Conv/Linear
+    weight stored in the snapshots (mask all True: a complete bipartite graph weighted by |W|), the
+    model-level metric of the reference analyses (``docs/analyze.md`` § Layers).
 
     Writes ``layers.csv``, ``summary.csv`` and (unless ``figures=False``) the figures to ``out``
     (default ``<first path>/sift-analysis/``); returns ``(layers_df, summary_df)``.
@@ -117,7 +122,7 @@ def analyze(paths, *, out=None, jobs: int | None = None, convention: str = "hoan
     ``config.json``. Bad runs/snapshots are skipped; use :func:`run_analysis` to get their messages
     and the computed/cached counts. Raises ``UsageError`` (a ValueError) for a bad input.
     """
-    result = run_analysis(paths, out=out, jobs=jobs, convention=convention, invalid=invalid,
+    result = run_analysis(paths, out=out, jobs=jobs, convention=convention, layers=layers, invalid=invalid,
                           figures=figures, fmt=fmt, layer_metric=layer_metric, progress=progress,
                           device=device, max_snapshot_bytes=max_snapshot_bytes, client=client)
     return result.layers, result.summary

@@ -4,8 +4,9 @@
 Every problem raises :class:`RunFormatError` with one line naming the file and the rule it breaks.
 Nothing is unpickled (JSON, CSV and plain ``.npy`` arrays only), and nothing is allocated before its
 size is checked: a snapshot may decode to at most :func:`snapshot_budget` of the shapes the run's
-``config.json`` declares (or an explicit ``max_snapshot_bytes``), every array's header is checked
-against that before it is read (:mod:`sift_graph.npz`).
+``config.json`` declares in ``sparse_tensors`` and ``dense_tensors`` (or an explicit
+``max_snapshot_bytes``), every array's header is checked against that before it is read
+(:mod:`sift_graph.npz`).
 """
 from __future__ import annotations
 
@@ -44,18 +45,22 @@ class RunFormatError(ValueError):
     """A run folder or one of its files does not follow ``docs/run-format.md``."""
 
 
-def snapshot_budget(shapes: dict[str, tuple[int, ...]]) -> int:
-    """Bytes a snapshot of tensors with these shapes may take, stored and decoded.
+def snapshot_budget(shapes: dict[str, tuple[int, ...]],
+                    dense_shapes: dict[str, tuple[int, ...]] | None = None) -> int:
+    """Bytes a snapshot of sparse tensors ``shapes`` and dense weights ``dense_shapes`` may take,
+    stored and decoded.
 
-    Per tensor: its stored arrays at full density (int64 shape, packed mask, float32 values) plus the
-    decoded bool mask and float32 weight, plus :data:`TENSOR_OVERHEAD_BYTES`; plus
-    :data:`META_BYTES` for the snapshot. What a snapshot takes is measured the same way with its
-    actual arrays (:func:`_check_size`), so a valid snapshot never exceeds its run's budget.
+    Per tensor: its stored arrays at full density (int64 shape, packed mask for a sparse tensor,
+    float32 values) plus the decoded bool mask and float32 weight, plus
+    :data:`TENSOR_OVERHEAD_BYTES`; plus :data:`META_BYTES` for the snapshot. What a snapshot takes is
+    measured the same way with its actual arrays (:func:`_check_size`), so a valid snapshot never
+    exceeds its run's budget.
     """
     total = META_BYTES
-    for name, shape in shapes.items():
+    for name, shape, mask_bits in [(n, s, True) for n, s in shapes.items()] + \
+            [(n, s, False) for n, s in (dense_shapes or {}).items()]:
         numel = math.prod(shape)
-        total += (TENSOR_OVERHEAD_BYTES + 4 * len(name) + 8 * len(shape) + (numel + 7) // 8
+        total += (TENSOR_OVERHEAD_BYTES + 4 * len(name) + 8 * len(shape) + (numel + 7) // 8 * mask_bits
                   + 4 * numel + DECODED_BYTES_PER_ELEMENT * numel)
     return total
 
@@ -64,7 +69,8 @@ def snapshot_budget(shapes: dict[str, tuple[int, ...]]) -> int:
 class Snapshot:
     """One ``snapshots/step_XXXXXXXX.npz``: its ``meta`` fields, and :meth:`load` for the tensors.
 
-    ``max_bytes`` is the most the snapshot may take decoded (the run's budget).
+    ``max_bytes`` is the most the snapshot may take decoded (the run's budget); ``dense_tensors``:
+    the dense Linear/Conv weights stored beside the sparse ``tensors`` (none in older snapshots).
     """
 
     path: Path
@@ -74,16 +80,23 @@ class Snapshot:
     reason: str
     tensors: tuple[str, ...]
     max_bytes: int
+    dense_tensors: tuple[str, ...] = ()
 
-    def iter_tensors(self, data: bytes | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    def iter_tensors(self, data: bytes | None = None, *, dense: bool = False
+                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """Yield ``(name, mask, weight)`` one tensor at a time, validating each.
 
         ``data``: the file's bytes when the caller has already read them (decoded from memory).
+        ``dense``: after the sparse tensors, also the dense weights (``dense_tensors``), each with an
+        all-True mask (a complete bipartite graph).
         """
         with _snapshot_errors(self.path), open_npz(self.path if data is None else data) as zf:
-            _check_size(zf, self.tensors, self.path, self.max_bytes)
+            _check_size(zf, self.tensors + self.dense_tensors, self.path, self.max_bytes)
             for name in self.tensors:
                 mask, weight = _decode_tensor(zf, name, self.path, self.max_bytes)
+                yield name, mask, weight
+            for name in self.dense_tensors if dense else ():
+                mask, weight = _decode_dense(zf, name, self.path, self.max_bytes)
                 yield name, mask, weight
 
     def load(self, data: bytes | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -120,14 +133,16 @@ def load_run(path: str | Path, *, strict: bool = True, max_snapshot_bytes: int |
     :class:`RunFormatError`; with ``strict=False`` bad snapshots are left out and their one-line
     messages collected in ``Run.problems``. A bad ``config.json`` or ``metrics.csv`` always raises.
     ``max_snapshot_bytes`` overrides the per-snapshot limit derived from ``config.json``'s
-    ``sparse_tensors`` shapes (:func:`snapshot_budget`). Tensor data are checked when a snapshot is
-    loaded (:meth:`Snapshot.load`).
+    ``sparse_tensors`` and ``dense_tensors`` shapes (:func:`snapshot_budget`). Tensor data are checked
+    when a snapshot is loaded (:meth:`Snapshot.load`).
     """
     path = Path(path)
     if not path.is_dir():
         raise RunFormatError(f"{path}: not a directory")
     meta = _read_config(path / "config.json")
-    limit = max_snapshot_bytes or snapshot_budget(_declared_shapes(meta, path / "config.json"))
+    config = path / "config.json"
+    limit = max_snapshot_bytes or snapshot_budget(_declared_shapes(meta, config),
+                                                  _declared_shapes(meta, config, "dense_tensors"))
     metrics = _read_metrics(path / "metrics.csv")
     snapshots, problems = [], []
     snap_dir = path / "snapshots"
@@ -172,7 +187,7 @@ def read_snapshot_meta(file: Path, *, max_bytes: int) -> Snapshot:
         fields = _check_meta(meta, file)
         if fields["step"] != int(match.group(1)):
             raise RunFormatError(f"{file}: meta step {fields['step']} does not match the file name")
-        _check_size(zf, fields["tensors"], file, max_bytes)
+        _check_size(zf, fields["tensors"] + fields["dense_tensors"], file, max_bytes)
     return Snapshot(path=file, max_bytes=max_bytes, **fields)
 
 
@@ -206,8 +221,13 @@ def _check_meta(meta, file: Path) -> dict:
         raise RunFormatError(f"{file}: meta tensors must be a list of tensor names, got {_show(tensors)}")
     if len(set(tensors)) != len(tensors):
         raise RunFormatError(f"{file}: meta tensors lists a name twice")
+    dense = meta.get("dense_tensors", [])
+    if not isinstance(dense, list) or not all(isinstance(t, str) for t in dense):
+        raise RunFormatError(f"{file}: meta dense_tensors must be a list of tensor names, got {_show(dense)}")
+    if len(set(dense)) != len(dense) or set(dense) & set(tensors):
+        raise RunFormatError(f"{file}: meta dense_tensors lists a name twice or a sparse tensor's name")
     return {"step": step, "epoch": float(epoch), "test_acc": None if test_acc is None else float(test_acc),
-            "reason": reason, "tensors": tuple(tensors)}
+            "reason": reason, "tensors": tuple(tensors), "dense_tensors": tuple(dense)}
 
 
 def _check_size(zf: zipfile.ZipFile, tensors, file: Path, max_bytes: int) -> None:
@@ -218,7 +238,8 @@ def _check_size(zf: zipfile.ZipFile, tensors, file: Path, max_bytes: int) -> Non
     if size > max_bytes:
         raise RunFormatError(
             f"{file}: snapshot would take {size} bytes decoded, over the limit of {max_bytes} "
-            f"(derived from config.json's sparse_tensors shapes; --max-snapshot-bytes raises it)")
+            f"(derived from config.json's sparse_tensors and dense_tensors shapes; "
+            f"--max-snapshot-bytes raises it)")
 
 
 @contextlib.contextmanager
@@ -261,17 +282,17 @@ def _read_config(file: Path) -> dict:
     return meta
 
 
-def _declared_shapes(meta: dict, file: Path) -> dict[str, tuple[int, ...]]:
-    """``sparse_tensors`` shapes of ``config.json`` (none listed: a dense run)."""
-    declared = meta.get("sparse_tensors", {})
+def _declared_shapes(meta: dict, file: Path, key: str = "sparse_tensors") -> dict[str, tuple[int, ...]]:
+    """Shapes of ``config.json``'s ``key`` (``sparse_tensors`` or ``dense_tensors``; absent: none)."""
+    declared = meta.get(key, {})
     if not isinstance(declared, dict):
-        raise RunFormatError(f"{file}: sparse_tensors must be an object, got {_show(declared)}")
+        raise RunFormatError(f"{file}: {key} must be an object, got {_show(declared)}")
     shapes = {}
     for name, entry in declared.items():
         shape = entry.get("shape") if isinstance(entry, dict) else None
         if (not isinstance(shape, list) or not 1 <= len(shape) <= _MAX_DIMS
                 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
-            raise RunFormatError(f"{file}: sparse_tensors {name}: shape must be a list of positive "
+            raise RunFormatError(f"{file}: {key} {name}: shape must be a list of positive "
                                  f"integers, got {_show(shape)}")
         shapes[name] = tuple(shape)
     return shapes
@@ -329,15 +350,29 @@ def _decode_tensor(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -
         )
     mask = np.unpackbits(bits, count=numel, bitorder="big").view(bool).reshape(shape)
     n_active = int(np.count_nonzero(mask))
-    values = read_member(zf, f"{name}/values", max_bytes=max_bytes)
-    if values.dtype.kind != "f":
-        raise RunFormatError(f"{file}: tensor {name}: values must be floating point, got {values.dtype}")
-    if values.ndim != 1 or values.size != n_active:
-        raise RunFormatError(
-            f"{file}: tensor {name}: {values.size} values for {n_active} active mask positions"
-        )
-    if not np.all(np.isfinite(values)):
-        raise RunFormatError(f"{file}: tensor {name}: NaN or infinite weights")
+    values = _read_values(zf, name, file, max_bytes, n_active, "active mask positions")
     weight = np.zeros(shape, dtype=np.float32)
     weight[mask] = values.astype(np.float32, copy=False)
     return mask, weight
+
+
+def _read_values(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int, count: int,
+                 what: str) -> np.ndarray:
+    """``<name>/values``: ``count`` finite floats, one per ``what`` (run-format.md)."""
+    values = read_member(zf, f"{name}/values", max_bytes=max_bytes)
+    if values.dtype.kind != "f":
+        raise RunFormatError(f"{file}: tensor {name}: values must be floating point, got {values.dtype}")
+    if values.ndim != 1 or values.size != count:
+        raise RunFormatError(f"{file}: tensor {name}: {values.size} values for {count} {what}")
+    if not np.all(np.isfinite(values)):
+        raise RunFormatError(f"{file}: tensor {name}: NaN or infinite weights")
+    return values
+
+
+def _decode_dense(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One dense weight (``<name>/shape``, ``/values``: every entry) as an all-True mask and its weight."""
+    if f"{name}/values.npy" not in zf.namelist():
+        raise RunFormatError(f"{file}: dense tensor {name}: missing {name}/values")
+    shape = _read_shape(zf, name, file)
+    values = _read_values(zf, name, file, max_bytes, math.prod(shape), "entries of the dense weight")
+    return np.ones(shape, dtype=bool), values.astype(np.float32, copy=False).reshape(shape)

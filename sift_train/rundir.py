@@ -92,8 +92,10 @@ class RunDir:
     # ------------------------------------------------------------------ config
     def write_config(self, config: dict, mask_sparsity: dict[str, float],
                      sparse_tensors: dict[str, tuple[int, ...]], active: dict[str, int],
-                     extra: dict | None = None) -> None:
-        """``extra``: method records (e.g. ``granet``: nominal and searched sparsity) added at top level."""
+                     extra: dict | None = None,
+                     dense_tensors: dict[str, tuple[int, ...]] | None = None) -> None:
+        """``extra``: method records (e.g. ``granet``: nominal and searched sparsity) added at top level;
+        ``dense_tensors``: shapes of the dense weights the snapshots store (readers size-check with them)."""
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -101,6 +103,7 @@ class RunDir:
             "mask_sparsity": {n: float(s) for n, s in mask_sparsity.items()},
             "sparse_tensors": {n: {"shape": list(shape), "active": int(active[n])}
                                for n, shape in sparse_tensors.items()},
+            "dense_tensors": {n: {"shape": list(shape)} for n, shape in (dense_tensors or {}).items()},
             "versions": versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **(extra or {}),

@@ -286,7 +286,8 @@ def _train(cfg: TrainConfig, run: RunDir, start: str, device: torch.device, prog
     elif d.is_main:
         run.create()
         shapes = {n: tuple(p.shape) for n, p in setup.sparse.masking.params.items()}
-        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets, extra=setup.extra)
+        run.write_config(cfg.to_dict(), setup.mask_sparsity, shapes, setup.sparse.targets, extra=setup.extra,
+                         dense_tensors={n: tuple(p.shape) for n, p in dense_weights(setup.model).items()})
         run.rewind(-1)
     distributed.sync_from_rank0(d, setup.sparse)
     if start != "resume":

@@ -27,15 +27,21 @@ def random_tensors(shapes, density, seed):
     return out
 
 
-def write_snapshot(run: Path, step: int, tensors, *, epoch=None, test_acc=0.5, reason="every"):
-    """Write ``snapshots/step_XXXXXXXX.npz`` exactly as run-format.md documents it."""
+def write_snapshot(run: Path, step: int, tensors, *, epoch=None, test_acc=0.5, reason="every", dense=None):
+    """Write ``snapshots/step_XXXXXXXX.npz`` exactly as run-format.md documents it; ``dense``:
+    ``{name: weight}`` stored as dense weights (``shape`` and every value, listed in ``dense_tensors``)."""
     arrays = {}
     for name, (mask, weight) in tensors.items():
         arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
         arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
         arrays[f"{name}/values"] = weight[mask].astype(np.float32)
+    for name, weight in (dense or {}).items():
+        arrays[f"{name}/shape"] = np.asarray(weight.shape, dtype=np.int64)
+        arrays[f"{name}/values"] = weight.astype(np.float32).reshape(-1)
     meta = {"step": step, "epoch": float(step / 10 if epoch is None else epoch),
             "test_acc": test_acc, "reason": reason, "tensors": list(tensors)}
+    if dense is not None:
+        meta["dense_tensors"] = list(dense)
     arrays["meta"] = np.array(json.dumps(meta))
     path = run / "snapshots" / f"step_{step:08d}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,13 @@ def test_snapshots_store_the_dense_layers_too(tmp_path):
         assert meta["dense_tensors"] == ["stem.conv.weight", "fc.weight"]
         shape = tuple(z["fc.weight/shape"])
         assert shape[0] == 10 and z["fc.weight/values"].size == np.prod(shape)
+        fc = z["fc.weight/values"].reshape(shape)
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert {n: tuple(e["shape"]) for n, e in config["dense_tensors"].items()}["fc.weight"] == shape
+    last = sift_graph.load_run(tmp_path / "r").snapshots[-1]  # dense weights within the size budget
+    dense = {n: (m, w) for n, m, w in last.iter_tensors(dense=True) if n in last.dense_tensors}
+    assert list(dense) == ["stem.conv.weight", "fc.weight"] and dense["fc.weight"][0].all()
+    np.testing.assert_array_equal(dense["fc.weight"][1], fc)
 
 
 def test_schedule_every_at_and_log_spaced():

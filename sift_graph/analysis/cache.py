@@ -1,11 +1,11 @@
 """Content-keyed cache of per-snapshot layer metrics (``docs/analyze.md`` § the cache).
 
 An entry is the list of per-layer rows of one snapshot, stored as JSON under
-``<folder>/<sha256 of the file's bytes>.<convention>.<metric code id>.json``: same bytes, same
-convention, same metric code -> same rows. The metric code id (:func:`metric_code_id`) hashes the
-sift version *and the source of every module that computes or decodes a metric*: the version alone
-is not bumped for every change of the metric code, and a stale result must never be served, so any
-edit of that code (even a comment) starts a fresh cache.
+``<folder>/<sha256 of the file's bytes>.<convention>.<layers>.<metric code id>.json``: same bytes, same
+convention, same layer choice (``sparse`` / ``all``), same metric code -> same rows. The metric code
+id (:func:`metric_code_id`) hashes the sift version *and the source of every module that computes or
+decodes a metric*: the version alone is not bumped for every change of the metric code, and a stale
+result must never be served, so any edit of that code (even a comment) starts a fresh cache.
 
 ``index.json`` maps each snapshot path to its ``stat`` signature (size, mtime_ns, ctime_ns, inode,
 device) and sha256, so that unchanged files are not re-read; any other signature is re-hashed, and
@@ -70,11 +70,12 @@ def _none_to_nan(row: dict) -> dict:
 
 
 class SnapshotCache:
-    """Per-snapshot results under ``folder``, keyed on file content, convention and metric code."""
+    """Per-snapshot results under ``folder``, keyed on file content, convention, layer choice and
+    metric code."""
 
-    def __init__(self, folder: Path, convention: str):
+    def __init__(self, folder: Path, convention: str, layers: str = "sparse"):
         self.folder = Path(folder)
-        self.suffix = f".{convention}.{metric_code_id()}.json"
+        self.suffix = f".{convention}.{layers}.{metric_code_id()}.json"
         self._index_path = self.folder / "index.json"
         try:
             index = json.loads(self._index_path.read_text())

@@ -35,8 +35,10 @@ class SnapshotResult:
     problem: str = ""
 
 
-def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu") -> SnapshotResult:
-    """``layer_metrics`` of every tensor of one snapshot: one row (dict) per layer."""
+def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
+                     layers: str = "sparse") -> SnapshotResult:
+    """``layer_metrics`` of every sparse tensor of one snapshot (``layers="all"``: and of every dense
+    weight, mask all True): one row (dict) per layer, its ``kind`` ``"sparse"`` or ``"dense"``."""
     try:
         size = snapshot.path.stat().st_size
         if size > snapshot.max_bytes:
@@ -47,8 +49,10 @@ def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu") -
         return SnapshotResult("", None, f"{snapshot.path}: unreadable ({exc})")
     sha = hashlib.sha256(data).hexdigest()
     try:
-        rows = [layer_row(name, mask, weight, convention=convention, device=device)
-                for name, mask, weight in snapshot.iter_tensors(data)]
+        dense = set(snapshot.dense_tensors)
+        rows = [{**layer_row(name, mask, weight, convention=convention, device=device),
+                 "kind": "dense" if name in dense else "sparse"}
+                for name, mask, weight in snapshot.iter_tensors(data, dense=layers == "all")]
     except RunFormatError as exc:
         return SnapshotResult(sha, None, str(exc))
     except ValueError as exc:
@@ -74,17 +78,17 @@ def _pin_threads() -> None:
 
 
 def compute_local(todo: dict[object, Snapshot], *, convention: str, device: str, workers: int,
-                  on_result: OnResult, progress: bool) -> None:
+                  on_result: OnResult, progress: bool, layers: str = "sparse") -> None:
     """:func:`compute_snapshot` of every ``todo`` value, in-process or in ``workers`` processes."""
     with _bar(len(todo), progress) as bar:
         if workers <= 1 or len(todo) <= 1:
             for key, snapshot in todo.items():
-                on_result(key, compute_snapshot(snapshot, convention, device))
+                on_result(key, compute_snapshot(snapshot, convention, device, layers))
                 bar.update()
             return
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("forkserver"),
                                  initializer=_pin_threads) as pool:
-            futures = {pool.submit(compute_snapshot, snapshot, convention, device): key
+            futures = {pool.submit(compute_snapshot, snapshot, convention, device, layers): key
                        for key, snapshot in todo.items()}
             try:
                 for future in as_completed(futures):
@@ -122,7 +126,7 @@ def dask_client(client):
 
 
 def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, device: str,
-                    on_result: OnResult, progress: bool) -> None:
+                    on_result: OnResult, progress: bool, layers: str = "sparse") -> None:
     """:func:`compute_snapshot` of every ``todo`` value as Dask tasks of ``client``'s cluster.
 
     The workers read the snapshot files themselves: they must see the run folders at the same paths
@@ -132,7 +136,7 @@ def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, de
     distributed = _distributed()
     keys = list(todo)
     futures = client.map(compute_snapshot, [todo[k] for k in keys], convention=convention,
-                         device=device, pure=False)
+                         device=device, layers=layers, pure=False)
     where = {future.key: key for future, key in zip(futures, keys)}
     with _bar(len(todo), progress) as bar:
         for future in distributed.as_completed(futures):

@@ -13,6 +13,9 @@ from ..validation import check_device
 
 FORMATS = ("png", "svg", "pdf")
 INVALID_RULES = ("skip", "zero")
+#: ``--layers``: the sparse tensors only (sift's default) or every Conv/Linear layer, dense ones
+#: included (the reference analyses' model-level metric; ``docs/analyze.md`` § Layers).
+LAYER_MODES = ("sparse", "all")
 DASK_EXTRA = "pip install 'sift[dask]'"
 #: Default metric of the per-layer heatmaps, per convention.
 DEFAULT_LAYER_METRIC = {"hoang2023a": "delta_r_imdb", "hoang2023b": "imdb"}
@@ -30,6 +33,7 @@ class AnalyzeOptions:
     out: Path
     jobs: int
     convention: str
+    layers: str
     invalid: str
     figures: bool
     fmt: str
@@ -89,7 +93,8 @@ def _check_output(out: Path) -> None:
         raise UsageError(f"{existing}: not writable (output folder {out})")
 
 
-def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid="skip", figures=True,
+def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", layers="sparse", invalid="skip",
+                 figures=True,
                  fmt="png", layer_metric=None, device="cpu", max_snapshot_bytes=None, progress=True,
                  client=None) -> AnalyzeOptions:
     """Check every input of ``analyze``; raise :class:`UsageError` (one line) for the first bad one.
@@ -106,6 +111,7 @@ def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid
         if not path.is_dir():
             raise UsageError(f"{path}: not a directory (expected a run folder or a folder of runs)")
     _one_of(convention, CONVENTIONS, "convention")
+    _one_of(layers, LAYER_MODES, "layers choice")
     _one_of(invalid, INVALID_RULES, "invalid-layer rule")
     _one_of(fmt, FORMATS, "figure format")
     metric = DEFAULT_LAYER_METRIC[convention] if layer_metric is None else layer_metric
@@ -126,6 +132,7 @@ def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", invalid
         max_snapshot_bytes = _positive_int(max_snapshot_bytes, "max_snapshot_bytes")
     out = Path(out) if out is not None else paths[0] / "sift-analysis"
     _check_output(out)
-    return AnalyzeOptions(paths=paths, out=out, jobs=jobs, convention=convention, invalid=invalid,
+    return AnalyzeOptions(paths=paths, out=out, jobs=jobs, convention=convention, layers=layers,
+                          invalid=invalid,
                           figures=bool(figures), fmt=fmt, layer_metric=metric, device=device,
                           max_snapshot_bytes=max_snapshot_bytes, progress=bool(progress))

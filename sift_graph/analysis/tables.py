@@ -21,8 +21,10 @@ def _config_columns(config: dict, taken) -> dict:
             if k not in taken and (v is None or isinstance(v, (str, int, float, bool)))}
 
 
-def build_tables(runs: list[Run], labels: dict, results: dict, invalid: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(layers, summary)`` of every snapshot with rows in ``results`` ``{(label, step): rows}``."""
+def build_tables(runs: list[Run], labels: dict, results: dict, invalid: str,
+                 layers: str = "sparse") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(layers, summary)`` of every snapshot with rows in ``results`` ``{(label, step): rows}``;
+    the layer means are over the rows of the chosen ``layers`` mode, recorded in the ``layers`` column."""
     layer_frames, summary_rows = [], []
     for run in runs:
         label = labels[run.path]
@@ -34,6 +36,7 @@ def build_tables(runs: list[Run], labels: dict, results: dict, invalid: str) -> 
             frame = pd.DataFrame([{**ids, **r} for r in rows])
             layer_frames.append(frame)
             summary = {**ids, "test_acc": _test_acc(run, snap), "snapshot_reason": snap.reason,
+                       "layers": layers,
                        **aggregate_layers(frame, invalid=invalid)}
             summary.update(_config_columns(run.config, summary))
             summary["finished"] = run.finished
