@@ -160,3 +160,20 @@ def test_cli_layers_all(tmp_path):
     assert cli.returncode == 0, cli.stderr
     table = pd.read_csv(out / "layers.csv")
     assert list(zip(table["layer"], table["kind"])) == [(SPARSE, "sparse"), (DENSE, "dense")]
+
+
+@pytest.mark.slow
+def test_every_route_passes_the_layers_choice(tmp_path):
+    """Local worker processes and the Dask route give the in-process ``all`` rows (dense included)."""
+    distributed = pytest.importorskip("distributed")
+    run, _, _ = _tiny_run(tmp_path)
+    write_snapshot(run, 1, load_run(run).snapshots[0].load(), dense={DENSE: np.ones(DENSE_SHAPE, np.float32)})
+    one, _ = analyze([run], out=tmp_path / "one", layers="all", figures=False, jobs=1, progress=False)
+    two, _ = analyze([run], out=tmp_path / "two", layers="all", figures=False, jobs=2, progress=False)
+    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        dask, _ = analyze([run], out=tmp_path / "dask", layers="all", figures=False, client=client,
+                          progress=False)
+    assert list(one["kind"]) == ["sparse", "dense"] * 2
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(one, dask)
