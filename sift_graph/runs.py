@@ -56,13 +56,14 @@ def snapshot_budget(shapes: dict[str, tuple[int, ...]],
     measured the same way with its actual arrays (:func:`_check_size`), so a valid snapshot never
     exceeds its run's budget.
     """
-    total = META_BYTES
-    for name, shape, mask_bits in [(n, s, True) for n, s in shapes.items()] + \
-            [(n, s, False) for n, s in (dense_shapes or {}).items()]:
-        numel = math.prod(shape)
-        total += (TENSOR_OVERHEAD_BYTES + 4 * len(name) + 8 * len(shape) + (numel + 7) // 8 * mask_bits
-                  + 4 * numel + DECODED_BYTES_PER_ELEMENT * numel)
-    return total
+    return (META_BYTES + sum(_tensor_budget(n, s, packed_mask=True) for n, s in shapes.items())
+            + sum(_tensor_budget(n, s, packed_mask=False) for n, s in (dense_shapes or {}).items()))
+
+
+def _tensor_budget(name: str, shape: tuple[int, ...], *, packed_mask: bool) -> int:
+    numel = math.prod(shape)
+    return (TENSOR_OVERHEAD_BYTES + 4 * len(name) + 8 * len(shape) + packed_mask * ((numel + 7) // 8)
+            + 4 * numel + DECODED_BYTES_PER_ELEMENT * numel)
 
 
 @dataclass(frozen=True)
