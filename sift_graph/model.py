@@ -19,7 +19,7 @@ __all__ = ["model_metrics", "aggregate_layers", "layers_from_state_dict", "MASK_
 #: Columns that identify a row rather than measure it; never averaged.
 ID_COLUMNS = ("run", "step", "epoch", "layer", "shape", "reason", "test_acc", "seed")
 #: Metrics whose count of defined (non-NaN) layers :func:`aggregate_layers` reports.
-MAIN_METRICS = ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg", "delta_s", "imdb", "imdb_norm", "narc")
+COUNTED_METRICS = ("delta_r", "delta_r_imdb", "lambda", "lambda_imsg", "delta_s", "imdb", "imdb_norm", "narc")
 
 
 def _normalise(layers: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -117,7 +117,7 @@ def aggregate_layers(df: pd.DataFrame, *, invalid: str = "skip", columns=None) -
     out: dict = {c: (float(values[c].mean()) if len(values) else float("nan")) for c in columns}
     out["n_layers"] = int(len(df))
     out["n_valid"] = int((df["reason"] == "").sum()) if "reason" in df else int(len(df))
-    for m in MAIN_METRICS:
+    for m in COUNTED_METRICS:
         if m in df:
             out[f"n_valid_{m}"] = int(df[m].notna().sum())
     return out
