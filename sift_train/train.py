@@ -202,6 +202,20 @@ class _Recorder:
                                     snapshot_dense(self.setup))
         return test_acc
 
+    def state_dict(self) -> dict:
+        """Training sums not yet in a row (a row can span an epoch end, so a resume must keep them).
+        Summed over ranks: rank 0 carries the total on, the other ranks restart from zero."""
+        loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
+        if not self.setup.dist.is_main:
+            loss_sum, correct, seen = 0.0, 0, 0
+        self.loss_sum, self.correct, self.seen = loss_sum, int(correct), int(seen)
+        return {"loss_sum": float(loss_sum), "correct": int(correct), "seen": int(seen)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.setup.dist.is_main:
+            self.loss_sum, self.correct, self.seen = float(state["loss_sum"]), int(state["correct"]), \
+                int(state["seen"])
+
     def before_update(self, step: int) -> None:
         """Snapshot hook of :class:`SparseTraining`: the trained graph, just before its mask update
         (``docs/run-format.md``, "Why before the update")."""
@@ -209,8 +223,10 @@ class _Recorder:
             self.record(step, "mask_update", self.lr)
 
 
-def checkpoint_state(setup: Setup, epoch: int) -> dict:
-    state = {"epoch": epoch, "step": setup.sparse.step, "model": setup.model.state_dict(),
+def checkpoint_state(setup: Setup, epoch: int, recorder: dict) -> dict:
+    """Everything a bit-identical resume needs; ``recorder`` is :meth:`_Recorder.state_dict`."""
+    state = {"epoch": epoch, "step": setup.sparse.step, "recorder": recorder,
+             "model": setup.model.state_dict(),
              "optimizer": setup.optimizer.state_dict(), "sparse": setup.sparse.state_dict(),
              "precision": setup.precision.state_dict(), "torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -218,7 +234,7 @@ def checkpoint_state(setup: Setup, epoch: int) -> dict:
     return state
 
 
-def restore(setup: Setup, state: dict) -> int:
+def restore(setup: Setup, state: dict, rec: _Recorder) -> int:
     gen = setup.sparse.generator
     if state["sparse"]["generator"].numel() != gen.get_state().numel():
         raise ValueError(f"checkpoint's mask generator is not a {gen.device.type} generator; resume on "
@@ -227,17 +243,18 @@ def restore(setup: Setup, state: dict) -> int:
     setup.optimizer.load_state_dict(state["optimizer"])
     setup.sparse.load_state_dict(state["sparse"])
     setup.precision.load_state_dict(state.get("precision", {}))
+    rec.load_state_dict(state.get("recorder", {"loss_sum": 0.0, "correct": 0, "seen": 0}))
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["epoch"])
 
 
-def restore_checkpoint(setup: Setup, run: RunDir) -> int:
+def restore_checkpoint(setup: Setup, run: RunDir, rec: _Recorder) -> int:
     """:func:`restore` from ``run``'s checkpoint; one ``ValueError`` naming the file if it does not fit."""
     state = run.load_checkpoint(map_location=setup.device)
     try:
-        return restore(setup, state)
+        return restore(setup, state, rec)
     except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{run.checkpoint}: checkpoint does not fit this run's model ({reason})") from None
@@ -280,7 +297,7 @@ def _train(cfg: TrainConfig, run: RunDir, start: str, device: torch.device, prog
     rec = _Recorder(setup, run)
     start_epoch = 0
     if start == "resume":
-        start_epoch = restore_checkpoint(setup, run)
+        start_epoch = restore_checkpoint(setup, run, rec)
         if d.is_main:
             run.rewind(setup.sparse.step)
     elif d.is_main:
@@ -356,9 +373,10 @@ def _loop(setup: Setup, run: RunDir, rec: _Recorder, start_epoch: int, progress:
             reason = ("final" if last else "epoch_end" if cfg.snapshot_epochs
                       else "every" if step in extra else None)
             test_acc = rec.record(step, reason, lr_at(cfg, index, spe))
+        sums = rec.state_dict()  # on every rank: summed over ranks under DDP
         if d.is_main:
             bar.set_postfix(test=f"{test_acc:.3f}", refresh=False)
-            run.save_checkpoint(checkpoint_state(setup, epoch + 1))
+            run.save_checkpoint(checkpoint_state(setup, epoch + 1, sums))
         if last:
             break
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
