@@ -72,6 +72,17 @@ def mlp(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", spar
     return materialize(model, device)
 
 
+def _conv_units(conv: type[nn.Module], norm: type[nn.Module], plan, family: str, s: float,
+                variant: str) -> list[nn.Module]:
+    """The transformed 3-wide conv units ``(c_in, c_out, stride)`` of :func:`cnn` and :func:`cnn1d`."""
+    return [
+        _sum_norm(transform(conv(a, b, 3, stride, 1, bias=False), "dense" if family == "wide" else family,
+                            s, variant=variant, norm=norm, branch_act=lambda: nn.ReLU(inplace=True),
+                            where=f"units.{i}"), norm(b), family, variant)
+        for i, (a, b, stride) in enumerate(plan)
+    ]
+
+
 class CNN(nn.Module):
     """``stem (conv3x3, BN, ReLU) -> [unit_i -> ReLU]* -> global avg pool -> fc``."""
 
@@ -79,11 +90,14 @@ class CNN(nn.Module):
         super().__init__()
         self.stem, self.units, self.fc = stem, nn.ModuleList(units), fc
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.stem(x))
         for unit in self.units:
             out = F.relu(unit(out))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
 def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense", sparsity: float = 0.0,
@@ -98,29 +112,16 @@ def cnn(in_shape: tuple[int, int, int], num_classes: int, family: str = "dense",
     with torch.device("meta"):
         stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_shape[0], w, 3, 1, 1, bias=False),
                                          bn=nn.BatchNorm2d(w)))
-        units = [
-            _sum_norm(transform(nn.Conv2d(a, b, 3, stride, 1, bias=False),
-                                "dense" if family == "wide" else family, s, variant=variant,
-                                norm=nn.BatchNorm2d, branch_act=lambda: nn.ReLU(inplace=True),
-                                where=f"units.{i}"), nn.BatchNorm2d(b), family, variant)
-            for i, (a, b, stride) in enumerate(plan)
-        ]
+        units = _conv_units(nn.Conv2d, nn.BatchNorm2d, plan, family, s, variant)
         model = CNN(stem, units, nn.Linear(4 * w, num_classes))
     return materialize(model, device)
 
 
-class CNN1d(nn.Module):
+class CNN1d(CNN):
     """``stem (conv k5, BN, ReLU) -> [unit_i -> ReLU]* -> flatten -> fc`` on ``(N, C, L)`` signals."""
 
-    def __init__(self, stem: nn.Module, units: list[nn.Module], fc: nn.Module):
-        super().__init__()
-        self.stem, self.units, self.fc = stem, nn.ModuleList(units), fc
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.stem(x))
-        for unit in self.units:
-            out = F.relu(unit(out))
-        return self.fc(torch.flatten(out, 1))
+        return self.fc(torch.flatten(self.features(x), 1))
 
 
 def cnn1d(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", sparsity: float = 0.0,
@@ -139,12 +140,6 @@ def cnn1d(in_shape: tuple[int, ...], num_classes: int, family: str = "dense", sp
     with torch.device("meta"):
         stem = nn.Sequential(OrderedDict(conv=nn.Conv1d(in_shape[0], w, 5, 1, 2, bias=False),
                                          bn=nn.BatchNorm1d(w)))
-        units = [
-            _sum_norm(transform(nn.Conv1d(a, b, 3, stride, 1, bias=False),
-                                "dense" if family == "wide" else family, s, variant=variant,
-                                norm=nn.BatchNorm1d, branch_act=lambda: nn.ReLU(inplace=True),
-                                where=f"units.{i}"), nn.BatchNorm1d(b), family, variant)
-            for i, (a, b, stride) in enumerate(plan)
-        ]
+        units = _conv_units(nn.Conv1d, nn.BatchNorm1d, plan, family, s, variant)
         model = CNN1d(stem, units, nn.Linear(4 * w * length, num_classes))
     return materialize(model, device)
