@@ -92,11 +92,11 @@ def build(cfg: TrainConfig, device: str | torch.device = "cpu") -> Setup:
     masks = random_masks(shapes, mask_sparsity, mask_gen, exact=cfg.variant == "paper", counts=targets)
     optimizer = make_optimizer(cfg, model)
     batches = Batches(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    schedule = UpdateSchedule.for_training(
-        total_steps(cfg, len(batches)), cfg.end_fraction, interval=cfg.update_interval,
-        drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
-    plan = plan_method(cfg, model, get_method(cfg.method), masks, targets, schedule,
-                       total_steps(cfg, len(batches)), scoring_data(cfg, data, device), mask_gen)
+    total = total_steps(cfg, len(batches))
+    schedule = UpdateSchedule.for_training(total, cfg.end_fraction, interval=cfg.update_interval,
+                                           drop_fraction=cfg.drop_fraction, anneal=cfg.anneal)
+    plan = plan_method(cfg, model, get_method(cfg.method), masks, targets, schedule, total,
+                       scoring_data(cfg, data, device), mask_gen)
     sparse = plan.build(model, optimizer, mask_gen)
     return Setup(cfg, data, model, optimizer, sparse, plan.mask_sparsity(mask_sparsity), batches, device,
                  Precision(cfg.amp, device), extra=plan.extra)
