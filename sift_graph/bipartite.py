@@ -8,6 +8,7 @@ dilation and groups are ignored (the "rolled" kernel graph). The (n_in+n_out)² 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
@@ -27,21 +28,25 @@ def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
     return n_in, n_out
 
 
-def _csr_structure(present: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR structure of B from ``present`` (bool, shape (n_out, n_in), one output per row).
+def _inputs_csr(present: np.ndarray, values: Callable[[np.ndarray], np.ndarray] | None) -> sp.csr_matrix:
+    """B (n_in × n_out, float64 CSR, sorted indices) from ``present`` (bool, (n_out, n_in)) and
+    ``values`` (maps the flat C-order positions of ``present``'s nonzeros to B's values; None: ones).
 
-    Read off a transposed copy (B's rows in order: no sort, no CSC→CSR pass). Returns
-    ``(cols, source, indptr)``: B's column indices, the flat positions of the entries in the
-    (n_out, n_in) tensor (to gather values), and B's row pointer.
+    The tensor is read in its own (output-major) order, so the gather of the values is sequential;
+    scipy's CSR→CSC conversion (one counting pass in C) then turns the output-major CSR into B's
+    rows. Twice as fast as transposing the dense tensor first for a 1619×1619×3×3 conv.
     """
     n_out, n_in = present.shape
-    rows_major = np.ascontiguousarray(present.T)  # (n_in, n_out)
-    flat = np.flatnonzero(rows_major)
-    indptr = np.zeros(n_in + 1, dtype=np.int64)
-    np.cumsum(np.count_nonzero(rows_major, axis=1), out=indptr[1:])
-    row_of = flat // n_out
-    cols = flat - row_of * n_out
-    return cols, cols * n_in + row_of, indptr
+    flat = np.flatnonzero(present)
+    counts = np.count_nonzero(present, axis=1)
+    indptr = np.zeros(n_out + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    cols = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, counts)
+    data = np.ones(len(flat)) if values is None else values(flat)
+    t = sp.csr_matrix((data, cols, indptr), shape=(n_out, n_in)).tocsc()  # CSC of Tᵀ is CSR of B
+    b = sp.csr_matrix((t.data, t.indices, t.indptr), shape=(n_in, n_out))
+    b.has_sorted_indices = True
+    return b
 
 
 def biadjacency(tensor: Any) -> sp.csr_matrix:
@@ -67,10 +72,7 @@ def biadjacency(tensor: Any) -> sp.csr_matrix:
     """
     t2d = check_weight(tensor, name="tensor")
     t2d = t2d.reshape(t2d.shape[0], -1)
-    cols, source, indptr = _csr_structure(t2d != 0)
-    b = sp.csr_matrix((t2d.reshape(-1)[source].astype(np.float64), cols, indptr), shape=t2d.shape[::-1])
-    b.has_sorted_indices = True
-    return b
+    return _inputs_csr(t2d != 0, lambda flat: t2d.reshape(-1)[flat].astype(np.float64))
 
 
 def node_labels(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -185,16 +187,14 @@ def layer_biadjacencies(mask: np.ndarray, weight: np.ndarray | None) -> tuple[sp
     None. Weights are gathered at the mask's nonzeros only, never copied whole to float64.
     """
     n_in, n_out = layer_dims(mask.shape)
-    cols, source, indptr = _csr_structure(mask.reshape(n_out, n_in))
-    bm = sp.csr_matrix((np.ones(len(cols)), cols, indptr), shape=(n_in, n_out))
-    bm.has_sorted_indices = True
+    present = mask.reshape(n_out, n_in)
     if weight is None:
-        return bm, None
-    vals = np.abs(weight.reshape(-1)[source]).astype(np.float64)
-    if np.all(vals):  # shares bm's (never modified) structure
-        bw = sp.csr_matrix((vals, bm.indices, bm.indptr), shape=(n_in, n_out))
-    else:  # kept weights that are exactly 0 are no edge of |W⊙M|
-        bw = sp.csr_matrix((vals, bm.indices.copy(), bm.indptr.copy()), shape=(n_in, n_out))
+        return _inputs_csr(present, None), None
+    bw = _inputs_csr(present, lambda flat: np.abs(weight.reshape(-1)[flat]).astype(np.float64))
+    bm = sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=(n_in, n_out))
+    bm.has_sorted_indices = True
+    if not np.all(bw.data):  # kept weights that are exactly 0 are no edge of |W⊙M|
+        bw = sp.csr_matrix((bw.data, bw.indices.copy(), bw.indptr.copy()), shape=(n_in, n_out))
         bw.eliminate_zeros()
-    bw.has_sorted_indices = True
+        bw.has_sorted_indices = True
     return bm, bw
