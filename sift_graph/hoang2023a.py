@@ -16,6 +16,7 @@ All inputs are scipy CSR biadjacencies (n_in × n_out) from :mod:`sift_graph.bip
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .bipartite import degree_classes, node_counts, touched_columns
-from .spectral import top2_blocks, top2_singular_values
+from .spectral import BlockSet, top2_block_sets, top2_singular_values
 from .threads import allowed_threads, single_threaded_blas_products
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
@@ -42,13 +43,14 @@ def _mixing(sigma2: float, e: int, n_l: int, n_r: int, total_nodes: int) -> floa
 
 
 def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True,
-                     device: str = "cpu") -> dict:
+                     device: str = "cpu", spectra: tuple | None = None) -> dict:
     """Δr and λ of the whole layer (``Ramanujan.full_graph_score``, metrics.md §3.3).
 
     Returns a dict with ``delta_r``, ``lambda``, ``sigma1``, ``sigma2``, ``lambda_sigma1``,
     ``lambda_sigma2``, ``full_narc``, ``full_weighted_narc`` and ``reasons`` (list of str).
     NaN marks an undefined value. ``mask_spectrum=False`` skips the mask's eigensolve (Δr NaN).
-    ``device``: where the Gram and eigensolve run (:mod:`sift_graph.spectral`).
+    ``device``: where the Gram and eigensolve run (:mod:`sift_graph.spectral`). ``spectra``:
+    ``(σ1, σ2)`` of the mask and of |W⊙M| already computed (:func:`metrics` solves them in a pool).
     """
     out = dict.fromkeys(
         ["delta_r", "lambda", "sigma1", "sigma2", "lambda_sigma1", "lambda_sigma2",
@@ -60,7 +62,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
         return out
     total_nodes = n_in + n_out
     if mask_spectrum:
-        out["sigma1"], out["sigma2"] = top2_singular_values(bm, device=device)
+        out["sigma1"], out["sigma2"] = spectra[0] if spectra else top2_singular_values(bm, device=device)
     if e >= 3 * n_out and e > n_in:  # left = outputs: d_L = E/n_out ≥ 3, d_R = E/n_in > 1
         if mask_spectrum:
             s2 = out["sigma2"]
@@ -73,7 +75,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
     else:
         ew, nw_in, nw_out = node_counts(bw)
         if ew:
-            out["lambda_sigma1"], out["lambda_sigma2"] = top2_singular_values(bw, device=device)
+            out["lambda_sigma1"], out["lambda_sigma2"] = spectra[1] if spectra else top2_singular_values(bw, device=device)
         if ew and ew >= 3 * nw_out and ew > nw_in:
             out["lambda"] = out["lambda_sigma1"] - out["lambda_sigma2"]
             out["full_weighted_narc"] = _mixing(out["lambda_sigma2"], ew, nw_out, nw_in, total_nodes)
@@ -84,7 +86,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
 
 
 def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True,
-                 device: str = "cpu") -> list[dict]:
+                 device: str = "cpu", executor=None) -> list[dict]:
     """Per-degree-class terms of ``Ramanujan.iterative_mean_score`` (metrics.md §3.4).
 
     One dict per class with d ≠ 0 and k ≥ 2, in first-occurrence order: ``degree`` (d),
@@ -93,8 +95,9 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     ``sigma2``, ``mixing``, ``weighted_mixing``, ``d_left``, ``d_right`` (mask means),
     ``w_d_left``, ``w_d_right`` (means on the nonzeros of |W⊙M|_g), ``kept`` (in the mean),
     ``weighted_valid``. ``mask_spectrum=False`` skips the mask eigensolves (Δr_g NaN; which
-    classes are kept depends only on d, k and o). All classes' spectra are solved together by
-    :func:`sift_graph.spectral.top2_blocks` (batched per size bucket).
+    classes are kept depends only on d, k and o). All classes' spectra, mask and |W⊙M|, are solved
+    together by :func:`sift_graph.spectral.top2_block_sets` (batched per stack size; ``executor``
+    runs the stacks in parallel).
     """
     _, n_in, n_out = node_counts(bm)
     total_nodes = n_in + n_out
@@ -108,28 +111,26 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
                      "gap": NAN, "mixing": NAN, "weighted_mixing": NAN,
                      "w_d_left": NAN, "w_d_right": NAN, "kept": d >= 3 and k * d > o, "weighted_valid": False})
     kept = [i for i, rec in enumerate(rows) if rec["kept"]]
-    if mask_spectrum and kept:
-        s = top2_blocks(bm, [groups[i] for i in kept], binary=True, device=device,
-                        touched=[rows[i]["o"] for i in kept])
-        for i, s2 in zip(kept, s[:, 1]):
+    weighted = []
+    if bw is not None:
+        w_deg = np.diff(bw.indptr)
+        for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_columns(bw, groups))):
+            ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
+            if ew:
+                rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
+            if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
+                weighted.append((i, ew, kw, ow))
+    sets = [BlockSet(bm, [groups[i] for i in kept] if mask_spectrum else [], True, [rows[i]["o"] for i in kept]),
+            BlockSet(bw, [groups[i] for i, *_ in weighted], False, [ow for *_, ow in weighted])]
+    s_mask, s_w = top2_block_sets(sets, device=device, executor=executor)
+    if mask_spectrum:
+        for i, s2 in zip(kept, s_mask[:, 1]):
             rec, d = rows[i], rows[i]["degree"]
             rec.update(sigma2=float(s2), delta_r=math.sqrt(d - 1) + math.sqrt(rec["d_right"] - 1) - float(s2),
                        mixing=_mixing(float(s2), rec["k"] * d, rec["k"], rec["o"], total_nodes))
-    if bw is None:
-        return rows
-    w_deg = np.diff(bw.indptr)
-    weighted = []
-    for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_columns(bw, groups))):
-        ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
-        if ew:
-            rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
-        if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
-            weighted.append((i, ew, kw, ow))
-    if weighted:
-        s = top2_blocks(bw, [groups[i] for i, *_ in weighted], device=device, touched=[ow for *_, ow in weighted])
-        for (i, ew, kw, ow), (w1, w2) in zip(weighted, s):
-            rows[i].update(gap=float(w1 - w2), weighted_valid=True,
-                           weighted_mixing=_mixing(float(w2), ew, kw, ow, total_nodes))
+    for (i, ew, kw, ow), (w1, w2) in zip(weighted, s_w):
+        rows[i].update(gap=float(w1 - w2), weighted_valid=True,
+                       weighted_mixing=_mixing(float(w2), ew, kw, ow, total_nodes))
     return rows
 
 
@@ -159,43 +160,37 @@ def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
     return out
 
 
-#: Layers with at least this many edges run their mask and |W⊙M| halves in two threads when the
-#: caller allows two BLAS threads (LAPACK/BLAS release the GIL; each half stays single-threaded,
-#: which is robust on a loaded machine, unlike multi-threaded BLAS on small blocks).
+#: Layers with at least this many edges solve their spectra (whole mask, whole |W⊙M|, stacks of
+#: degree-class Grams) in two threads when the caller allows two BLAS threads: sparse mat-vecs,
+#: Gram products and stacked ``eigvalsh`` release the GIL; BLAS stays single-threaded in each,
+#: which is robust on a loaded machine, unlike multi-threaded BLAS on small blocks.
 PARALLEL_MIN_EDGES = 100_000
 
 
-def _mask_half(bm: sp.csr_matrix) -> tuple[dict, list[dict]]:  # CPU only
-    return full_graph_score(bm, None), class_scores(bm, None)
-
-
 def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
-    """Whether :func:`_both_halves` pays off: a large CPU layer with a weight, two BLAS threads allowed."""
+    """Whether a two-thread pool pays off: a large CPU layer with a weight, two BLAS threads allowed."""
     return device == "cpu" and bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
 
 
-def _both_halves(bm: sp.csr_matrix, bw: sp.csr_matrix) -> tuple[dict, list[dict]]:
-    """Mask spectra and |W⊙M| spectra in two threads; the merged results equal the serial ones."""
-    # three jobs on two threads, the whole-layer |W⊙M| solve first
+@contextlib.contextmanager
+def _pool(parallel: bool):
+    if not parallel:
+        yield None
+        return
     with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
-        full_job = pool.submit(full_graph_score, bm, bw, mask_spectrum=False)
-        mask_job = pool.submit(_mask_half, bm)
-        class_job = pool.submit(class_scores, bm, bw, mask_spectrum=False)
-        (full_m, classes_m), full, classes = mask_job.result(), full_job.result(), class_job.result()
-    for key in ("delta_r", "sigma1", "sigma2", "full_narc"):
-        full[key] = full_m[key]
-    for c, cm in zip(classes, classes_m):
-        c.update(delta_r=cm["delta_r"], sigma2=cm["sigma2"], mixing=cm["mixing"])
-    return full, classes
+        yield pool
 
 
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu") -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
-    if _parallel(bm, bw, device):
-        full, classes = _both_halves(bm, bw)
-    else:
-        full = full_graph_score(bm, bw, device=device)
-        classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device)
+    with _pool(_parallel(bm, bw, device)) as pool:
+        spectra = None
+        if pool is not None:  # the two whole-layer solves first: the largest jobs
+            jobs = [pool.submit(top2_singular_values, b, device=device) for b in (bm, bw)]
+        classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device, executor=pool)
+        if pool is not None:
+            spectra = tuple(job.result() for job in jobs)
+    full = full_graph_score(bm, bw, device=device, spectra=spectra)
     reasons = full.pop("reasons")
     it = iterative_mean_score(classes, bw is not None)
     if bm.nnz == 0:

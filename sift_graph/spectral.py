@@ -40,7 +40,9 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
@@ -48,10 +50,10 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import svds
 
-from .bipartite import dense_rows, touched_columns
+from .bipartite import _row_entries, dense_rows, touched_columns
 from .threads import blas_threads
 
-__all__ = ["top2_singular_values", "top2_blocks", "record_routes", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
+__all__ = ["top2_singular_values", "top2_blocks", "top2_block_sets", "BlockSet", "record_routes", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
 
 #: Largest smaller side (nodes) solved through a dense Gram; above it, ARPACK on B.
 #: A 4096² float64 Gram is 134 MB and its eigensolve ≈ 2-3 s; svds wins beyond (ecosystem.md §4.2).
@@ -63,22 +65,28 @@ DEVICE_GRAM_MAX_SIDE = 16384
 RANK_DEFICIENT_RTOL = 1e-6
 
 #: Cost model: seconds ≈ operations / rate. Rates of one core, measured on the 2-core AVX-512
-#: development machine: float32 GEMM 1.2e11 and float64 GEMM 4.3e10 multiply-adds/s, LAPACK's
-#: tridiagonal reduction 2e10 flop/s, scipy CSR mat-vec 1.3e9 and scipy's sparse × sparse product
-#: 5e8 multiply-adds/s. Only ratios matter. On AVX2-only or ARM cores the GEMM rates are ≈ 2× lower
-#: while the sparse ones stay, which moves each break-even point by ≤ 2×, where the two routes cost
-#: the same within 2×: no route is ever far from the faster one.
-_RATES = {"gemm32": 1.2e11, "gemm64": 4.3e10, "eig": 2e10, "spmv": 1.3e9, "spgemm": 5e8}
-#: Lanczos steps (mat-vec pairs) for σ1, σ2 (60-100 measured on random layers; implicitly restarted
-#: ARPACK needs 150-190), and the fixed cost of one step (reorthogonalisation, Python), in seconds.
-_LANCZOS_MATVECS = 100
+#: development machine: float32 and float64 Grams (``DᵀD``, BLAS ``syrk``) 1.2e11 and 4.3e10 n·m²
+#: per second, LAPACK's tridiagonal reduction 1.5e10 flop/s, a dense float64 mat-vec 4e9, a scipy CSR
+#: mat-vec 1.3e9 and scipy's sparse × sparse product 4e8 multiply-adds/s. Only ratios matter. On
+#: AVX2-only or ARM cores the GEMM rates are ≈ 2× lower while the memory-bound ones stay, which moves
+#: each break-even point by ≤ 2×, where the two routes cost the same within 2×: no route is ever far
+#: from the faster one.
+_RATES = {"gemm32": 1.2e11, "gemm64": 4.3e10, "eig": 1.5e10, "gemv": 4e9, "spmv": 1.3e9, "spgemm": 4e8}
+#: Lanczos steps (mat-vec pairs) for σ1, σ2 (45-75 measured on random layers with the Kato-Temple
+#: stop; implicitly restarted ARPACK needs 150-190), and the fixed cost of one step (Python,
+#: convergence checks), in seconds.
+_LANCZOS_MATVECS = 60
 _LANCZOS_STEP_SECONDS = 5e-5
-#: Lanczos stops when the residual bound of both top Ritz values is ≤ this·σ1·max(σ_i, RTOL·σ1)
-#: (the eigenvalue σ_i² of BᵀB is then within it, so σ_i within ≈ this/2·σ1: 20× inside 1e-9·σ1);
-#: after ``_LANCZOS_MAX_STEPS`` without convergence ARPACK takes over.
+#: Lanczos stops when the error bound of both top Ritz values is ≤ this·σ1·max(σ_i, RTOL·σ1) (the
+#: eigenvalue σ_i² is then within it, so σ_i within ≈ this/2·σ1: 20× inside 1e-9·σ1); the bound is
+#: checked from step ``_LANCZOS_FIRST_CHECK`` on; after ``_LANCZOS_MAX_STEPS`` without convergence
+#: ARPACK takes over.
 _LANCZOS_RTOL = 1e-10
 _LANCZOS_MAX_STEPS = 400
-_LANCZOS_CHECK_EVERY = 5
+_LANCZOS_FIRST_CHECK = 9
+#: Seconds of one convergence check (a tridiagonal eigensolve); checks come every
+#: √(2·steps·check/step) steps, which balances their cost against the steps run past convergence.
+_LANCZOS_CHECK_SECONDS = 1e-4
 #: Whole-layer dense Gram products (MACs) large enough to use every core the caller allows
 #: (class blocks stay single-threaded: measured 3× slower with 2 threads on a loaded 2-core box).
 _THREADED_MACS = 1e10
@@ -87,9 +95,8 @@ _CHUNK_ENTRIES = 2**24
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
 #: Class blocks whose smaller side exceeds this go through :func:`top2_singular_values`.
 _BLOCK_MAX_SIDE = 2048
-#: A size bucket of :func:`top2_blocks` holds sides in [s, max(s + 8, 1.1·s)]: padding costs at
-#: most 1.1³ ≈ 1.33× the eigensolve flops of a large block, and small blocks share one call.
-_BUCKET_RATIO, _BUCKET_SLACK = 1.1, 8
+#: Class blocks with a smaller side up to this are padded to a multiple of 8 (:func:`_padded_side`).
+_PAD_MAX_SIDE = 64
 
 #: Route names taken while :func:`record_routes` is active (None: not recording).
 _route_log: list[str] | None = None
@@ -171,8 +178,8 @@ def _route(b: sp.csr_matrix, binary: bool) -> str:
     row_nnz = np.diff(b.indptr).astype(np.float64)
     dense = float(n) * m * m / _RATES["gemm32" if binary else "gemm64"]
     sparse = float(row_nnz @ row_nnz) / _RATES["spgemm"]
-    eig = 4.0 / 3.0 * float(m) ** 3 / _RATES["eig"]
-    lanczos = _LANCZOS_MATVECS * (2.0 * b.nnz / _RATES["spmv"] + _LANCZOS_STEP_SECONDS)
+    eig = min(_eigh_seconds(m), _gram_lanczos_seconds(m))
+    lanczos = _LANCZOS_MATVECS * _sparse_step_seconds(b)
     if lanczos < min(dense, sparse) + eig:
         return "lanczos"
     if sparse < dense:
@@ -209,47 +216,107 @@ def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
     return _top2_arpack(b)
 
 
-def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:
-    """σ1, σ2 of ``b`` (n × m, m ≤ n) by Lanczos on BᵀB with full reorthogonalisation and a fixed
-    start vector; ``None`` if not converged in ``_LANCZOS_MAX_STEPS`` steps.
+def _ritz_errors(theta: np.ndarray, res: np.ndarray) -> np.ndarray:
+    """Error bounds ``λ_i − θ_i`` of the top two Ritz values (``theta`` descending, residuals ``res``).
 
-    Convergence: for the Ritz value θ_i of the j-step tridiagonal T_j with eigenvector s_i, BᵀB has an
-    eigenvalue within β_j·|s_i[j]| of θ_i (Krylov-Bogoliubov bound; θ_i ≤ λ_i by interlacing). An
-    unrestarted Krylov space of dimension j is the best of its size, so this needs about half the
-    mat-vecs of implicitly restarted ARPACK (ncv = 40) on the same matrices.
+    θ_i ≤ λ_i (Cauchy interlacing), and λ_i lies within ``r_i`` of θ_i (Krylov-Bogoliubov). Once
+    θ_i is separated from the rest of the spectrum the Kato-Temple bound ``r_i²/(θ_i − a)`` is far
+    smaller: ``a`` bounds the next eigenvalue below from above, estimated as ``θ_{i+1} + r_{i+1}``
+    (the bound every Lanczos code relies on: no eigenvalue hides between converging Ritz values).
     """
-    n, m = b.shape
+    err = res[:2].copy()
+    for i in range(min(2, len(theta) - 1)):
+        gap = theta[i] - (theta[i + 1] + res[i + 1])
+        if gap > 0:
+            err[i] = min(err[i], res[i] ** 2 / gap)
+    return err
+
+
+def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], m: int, step_seconds: float) -> np.ndarray | None:
+    """Top two eigenvalues ``λ1 ≥ λ2 ≥ 0`` of a symmetric positive semi-definite operator of dimension
+    ``m`` (``BᵀB`` as two sparse mat-vecs, or a dense Gram) by Lanczos with full
+    reorthogonalisation and a fixed start vector; ``None`` if not converged in
+    ``_LANCZOS_MAX_STEPS`` steps.
+
+    Stops when both errors (:func:`_ritz_errors`) are ≤ ``_LANCZOS_RTOL``·σ1·max(σ_i, RTOL·σ1) in
+    eigenvalue units (σ_i = √λ_i then within ``_LANCZOS_RTOL``/2·σ1), or when λ2 is certainly below
+    the rank-deficiency threshold (the caller then uses SVD). An unrestarted Krylov space of
+    dimension j is the best of its size, so this needs about half the mat-vecs of implicitly
+    restarted ARPACK (ncv = 40) on the same matrices. ``step_seconds`` (the cost model's time of one
+    step) sets how often convergence is checked; it changes when the loop stops, never a value
+    beyond the tolerance.
+    """
     steps = min(m, _LANCZOS_MAX_STEPS)
+    every = int(np.clip(round(math.sqrt(2.0 * _LANCZOS_MATVECS * _LANCZOS_CHECK_SECONDS / step_seconds)), 1, 10))
     basis = np.empty((steps + 1, m))
     v = _fixed_v0(m)
     basis[0] = v / np.linalg.norm(v)
     alpha: list[float] = []
     beta: list[float] = []
-    bt = b.T  # CSC view: no transposed copy
     for j in range(steps):
-        u = bt @ (b @ basis[j])
+        u = matvec(basis[j])
         alpha.append(float(basis[j] @ u))
         for _ in range(2):  # classical Gram-Schmidt, twice: orthogonal to working precision
             u -= basis[: j + 1].T @ (basis[: j + 1] @ u)
         beta_j = float(np.linalg.norm(u))
-        if j >= 1 and ((j + 1) % _LANCZOS_CHECK_EVERY == 0 or j + 1 == steps or beta_j == 0.0):
+        breakdown = beta_j <= 1e-8 * max(alpha)  # (nearly) invariant Krylov space: check now
+        if j >= 1 and (breakdown or j + 1 == steps
+                       or j >= _LANCZOS_FIRST_CHECK and (j + 1 - _LANCZOS_FIRST_CHECK) % every == 0):
             theta, vecs = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), select="i",
-                                               select_range=(j - 1, j))
-            top = np.clip(theta[::-1], 0.0, None)
-            bound = beta_j * np.abs(vecs[-1, ::-1])
-            sigma = np.sqrt(top)
-            ok = bound <= _LANCZOS_RTOL * sigma[0] * np.maximum(sigma, RANK_DEFICIENT_RTOL * sigma[0])
-            rank_deficient = top[1] + bound[1] < (RANK_DEFICIENT_RTOL * sigma[0]) ** 2  # caller uses SVD
+                                               select_range=(max(j - 2, 0), j))
+            theta, res = np.clip(theta[::-1], 0.0, None), beta_j * np.abs(vecs[-1, ::-1])
+            err = _ritz_errors(theta, res)
+            sigma = np.sqrt(theta[:2])
+            ok = err <= _LANCZOS_RTOL * sigma[0] * np.maximum(sigma, RANK_DEFICIENT_RTOL * sigma[0])
+            rank_deficient = theta[1] + res[1] < (RANK_DEFICIENT_RTOL * sigma[0]) ** 2  # caller uses SVD
             if ok[0] and (ok[1] or rank_deficient):
-                return sigma
+                return theta[:2]
         if beta_j == 0.0 or j + 1 == steps:
             break
         beta.append(beta_j)
         basis[j + 1] = u / beta_j
     if m <= steps and len(alpha) == m:  # the whole space: the Ritz values are the eigenvalues
         theta = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), eigvals_only=True)
-        return np.sqrt(np.clip(theta[::-1][:2], 0.0, None))
+        return np.clip(theta[::-1][:2], 0.0, None)
     return None
+
+
+def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:
+    """σ1, σ2 of ``b`` (n × m, m ≤ n) by :func:`_lanczos` on BᵀB (``None``: not converged)."""
+    bt = b.T  # CSC view: no transposed copy
+    ev = _lanczos(lambda x: bt @ (b @ x), b.shape[1], _sparse_step_seconds(b))
+    return None if ev is None else np.sqrt(ev)
+
+
+def _sparse_step_seconds(b: sp.csr_matrix) -> float:
+    """Cost model of one :func:`_lanczos` step on BᵀB: two sparse mat-vecs, reorthogonalisation."""
+    return 2.0 * b.nnz / _RATES["spmv"] + 2.0 * _LANCZOS_MATVECS * b.shape[1] / _RATES["gemv"] + _LANCZOS_STEP_SECONDS
+
+
+def _gram_step_seconds(m: int) -> float:
+    """Cost model of one :func:`_lanczos` step on a dense m × m Gram."""
+    return (float(m) * m + 2.0 * _LANCZOS_MATVECS * m) / _RATES["gemv"] + _LANCZOS_STEP_SECONDS
+
+
+def _gram_lanczos_seconds(m: int) -> float:
+    """Cost model of :func:`_lanczos` on a dense m × m Gram."""
+    return _LANCZOS_MATVECS * _gram_step_seconds(m)
+
+
+def _eigh_seconds(m: int) -> float:
+    """Cost model of LAPACK's tridiagonal reduction of an m × m matrix (≈ 4/3·m³ flops)."""
+    return 4.0 / 3.0 * float(m) ** 3 / _RATES["eig"]
+
+
+def _top2_psd(g: np.ndarray) -> np.ndarray:
+    """σ1, σ2 (square roots of the top two eigenvalues) of a dense positive semi-definite Gram:
+    LAPACK ``eigh`` for small sides, :func:`_lanczos` with ``g @ x`` where that is cheaper."""
+    m = g.shape[0]
+    if _gram_lanczos_seconds(m) < _eigh_seconds(m):
+        ev = _lanczos(lambda x: g @ x, m, _gram_step_seconds(m))
+        if ev is not None:
+            return np.sqrt(ev)
+    return _top2_eigvalsh(g)
 
 
 #: One ARPACK solve at a time: the metric code may run two Python threads (hoang2023a.py).
@@ -303,7 +370,7 @@ def _top2_connected(b: sp.csr_matrix, device: str) -> np.ndarray:
             if s is None:
                 return _top2_arpack(b)
         else:
-            s = _top2_eigvalsh(_gram(b, route))
+            s = _top2_psd(_gram(b, route))
     if s[1] < RANK_DEFICIENT_RTOL * s[0]:
         s = _top2_svd(b)
     return s
@@ -373,30 +440,25 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray, *, device: str = "cpu") ->
 
 
 # ---------------------------------------------------------------- batched row blocks (degree classes)
-def _buckets(sides: np.ndarray, order: np.ndarray) -> list[list[int]]:
-    """Group block indices (``order``: sorted by side) into size buckets (see ``_BUCKET_RATIO``)."""
-    buckets: list[list[int]] = []
-    limit = -1.0
-    for i in order:
-        if not buckets or sides[i] > limit:
-            buckets.append([])
-            limit = max(sides[i] + _BUCKET_SLACK, _BUCKET_RATIO * sides[i])
-        buckets[-1].append(int(i))
-    return buckets
+@dataclass(frozen=True)
+class BlockSet:
+    """Row blocks ``b[rows]`` (one per entry of ``groups``) for :func:`top2_block_sets`.
+
+    ``binary=True`` (0/1 blocks) forms the Grams in float32, exact for integer counts < 2²⁴;
+    ``touched``: the blocks' :func:`~sift_graph.bipartite.touched_columns`, if known.
+    """
+
+    b: sp.csr_matrix
+    groups: Sequence[np.ndarray]
+    binary: bool = False
+    touched: Sequence[int] | np.ndarray | None = None
 
 
-def _chunks(bucket: list[int], lens: np.ndarray, n_cols: int, side: int) -> list[list[int]]:
-    """Split a bucket so that its gathered rows and its Gram stack each hold ≤ ``_CHUNK_ENTRIES``."""
-    chunks: list[list[int]] = [[]]
-    rows = 0
-    for i in bucket:
-        if chunks[-1] and ((rows + lens[i]) * n_cols > _CHUNK_ENTRIES
-                           or (len(chunks[-1]) + 1) * side * side > _CHUNK_ENTRIES):
-            chunks.append([])
-            rows = 0
-        chunks[-1].append(i)
-        rows += int(lens[i])
-    return chunks
+def _padded_side(side: int) -> int:
+    """The stack size a block of smaller side ``side`` is solved in: a function of the side alone, so
+    a block's values never depend on which other blocks share its call. Up to 64: the next multiple
+    of 8 (few calls for many small blocks); above: the side itself (no padding flops)."""
+    return side if side > _PAD_MAX_SIDE else -(-side // 8) * 8
 
 
 def _row_exponents(b: sp.csr_matrix, binary: bool) -> np.ndarray:
@@ -415,96 +477,137 @@ def _block_exponent(row_exps: np.ndarray, rows: np.ndarray) -> int:
     return e if abs(e) > _SAFE_EXPONENT else 0
 
 
-def _stack_numpy(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: int, tall: np.ndarray) -> np.ndarray:
-    """Zero-padded stack of the smaller-side Grams of the blocks, top-2 eigenvalues by one call.
-    ``tall[j]``: block j has more rows than touched columns (its Gram is over those columns)."""
-    stack = np.zeros((len(exps), side, side))
-    for j in range(len(exps)):
-        d = dense[starts[j] : starts[j + 1]]
-        if exps[j]:
-            d = np.ldexp(d, -int(exps[j]))
-        if tall[j]:
-            d = d[:, d.any(axis=0)]
-            g = d.T @ d
-        else:
-            g = d @ d.T
-        stack[j, : len(g), : len(g)] = g
-    return np.linalg.eigvalsh(stack)[:, -2:]
+@dataclass(frozen=True)
+class _Block:
+    """One block to solve in a stack: ``b[rows]`` scaled by 2⁻ᵉ, Gram over columns if ``tall``.
+
+    ``flat``/``values``: the block's entries as positions in its dense ``k × n_cols`` array and their
+    values (computed for all blocks of a set at once, :func:`_block_entries`), so that filling the
+    dense block is one numpy scatter, which runs without the GIL.
+    """
+
+    key: tuple[int, int]  # (set, group)
+    shape: tuple[int, int]
+    flat: np.ndarray
+    values: np.ndarray
+    tall: bool
+    e: int
+    binary: bool
+
+    def dense(self) -> np.ndarray:
+        """The block as a dense array (touched columns only if tall), scaled; float32 if 0/1."""
+        d = np.zeros(self.shape[0] * self.shape[1], dtype=np.float32 if self.binary else np.float64)
+        d[self.flat] = np.ldexp(self.values, -self.e) if self.e else self.values
+        d = d.reshape(self.shape)
+        return d[:, d.any(axis=0)] if self.tall else d
 
 
-def _stack_torch(dense: np.ndarray, starts: np.ndarray, exps: np.ndarray, side: int, tall: np.ndarray,
-                 device: str) -> np.ndarray:
-    """:func:`_stack_numpy` with torch on ``device``, in float64."""
-    import torch
-
-    d_all = torch.from_numpy(dense).to(device=device, dtype=torch.float64)
-    stack = torch.zeros((len(exps), side, side), dtype=torch.float64, device=device)
-    for j in range(len(exps)):
-        d = d_all[starts[j] : starts[j + 1]]
-        if exps[j]:  # two exact power-of-two factors: 2^±1074 alone would not fit in float64
-            half = -int(exps[j]) // 2
-            d = d * math.ldexp(1.0, half) * math.ldexp(1.0, -int(exps[j]) - half)
-        if tall[j]:
-            d = d[:, (d != 0).any(dim=0)]
-            g = d.T @ d
-        else:
-            g = d @ d.T
-        stack[j, : len(g), : len(g)] = g
-    return torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()
+def _block_entries(b: sp.csr_matrix, groups: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For row blocks ``b[rows]`` of every group: dense positions (row in block·n_cols + column) and
+    values of their entries in block order, and each block's slice bounds in those arrays."""
+    rows = np.concatenate(groups) if len(groups) else np.zeros(0, dtype=np.int64)
+    offsets, lengths = _row_entries(b, rows)
+    row_in_block = np.concatenate([np.arange(len(g)) for g in groups]) if len(groups) else rows
+    flat = np.repeat(row_in_block * b.shape[1], lengths) + b.indices[offsets]
+    bounds = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(np.add.reduceat(lengths, np.cumsum([0] + [len(g) for g in groups[:-1]])) if len(groups) else [],
+              out=bounds[1:])
+    return flat, b.data[offsets], bounds
 
 
-def _solve_chunk(b: sp.csr_matrix, groups: Sequence[np.ndarray], tall: np.ndarray, exps: np.ndarray, side: int,
-                 binary: bool, device: str) -> np.ndarray:
-    dense = dense_rows(b, np.concatenate(groups), np.float32 if binary else np.float64)
-    starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """Top two singular values of each block: its Gram zero-padded to ``side`` in one stack, one batched
+    ``eigvalsh`` (numpy on the CPU, torch on a device); SVD for rank-deficient blocks."""
     if _use_torch(device):
-        ev = _stack_torch(dense, starts, exps, side, tall, device)
+        import torch
+
+        stack = torch.zeros((len(blocks), side, side), dtype=torch.float64, device=device)
+        for j, blk in enumerate(blocks):
+            d = torch.from_numpy(blk.dense()).to(device=device, dtype=torch.float64)
+            g = d.T @ d if blk.tall else d @ d.T
+            stack[j, : len(g), : len(g)] = g
+        ev = torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()
     else:
-        ev = _stack_numpy(dense, starts, exps, side, tall)
+        stack = np.zeros((len(blocks), side, side))
+        for j, blk in enumerate(blocks):
+            d = blk.dense()
+            g = d.T @ d if blk.tall else d @ d.T  # BLAS syrk; exact in float32 for 0/1 blocks
+            stack[j, : len(g), : len(g)] = g
+        ev = np.linalg.eigvalsh(stack)[:, -2:]  # a stack of ≥ 2 runs without the GIL
     s = np.sqrt(np.clip(ev[:, ::-1], 0.0, None))
-    for j in np.flatnonzero(s[:, 1] < RANK_DEFICIENT_RTOL * s[:, 0]):
-        _note("svd")
-        block = np.ldexp(dense[starts[j] : starts[j + 1]].astype(np.float64), -int(exps[j]))
-        s[j] = np.concatenate([np.linalg.svd(block, compute_uv=False), [0.0]])[:2]
-    return _unscale(s, exps[:, None])
+    out = []
+    for blk, sj in zip(blocks, s):
+        if sj[1] < RANK_DEFICIENT_RTOL * sj[0]:
+            _note("svd")
+            sj = np.concatenate([np.linalg.svd(blk.dense().astype(np.float64), compute_uv=False), [0.0]])[:2]
+        out.append((blk.key, _unscale(sj, blk.e)))
+    return out
+
+
+class _Inline:
+    """The executor interface run in the calling thread (no pool)."""
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=None) -> list[np.ndarray]:
+    """``(σ1, σ2)`` of every row block of every set: one array of shape ``(len(set.groups), 2)`` per set.
+
+    Blocks are solved through the Gram of their smaller side (columns without an entry dropped).
+    Blocks of every set that share a stack size (:func:`_padded_side`) share one zero-padded stack
+    and one batched ``eigvalsh`` call; zero padding appends exact zero eigenvalues to a positive
+    semi-definite Gram, so its top two are unchanged. One-row/one-column blocks use the closed form,
+    blocks with a side above ``_BLOCK_MAX_SIDE`` :func:`top2_singular_values`. Non-0/1 blocks are
+    scaled by a power of two first; blocks with σ2 < ``RANK_DEFICIENT_RTOL``·σ1 are recomputed by
+    SVD. ``executor`` (``concurrent.futures``-like): stacks are submitted to it, largest first, so
+    that they run in parallel (stacks of ≥ 2 and Gram products release the GIL); default: in turn.
+    A block's values depend only on the block, never on the other blocks or the executor.
+    """
+    executor = executor or _Inline()
+    outs = [np.zeros((len(bs.groups), 2)) for bs in sets]
+    by_side: dict[int, list[_Block]] = {}
+    for si, bs in enumerate(sets):
+        if not len(bs.groups):
+            continue
+        b = bs.b
+        binary = bs.binary and max(b.shape) < 2**24
+        lens = np.array([len(g) for g in bs.groups], dtype=np.int64)
+        touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
+        sides = np.minimum(lens, touched)
+        row_exps = _row_exponents(b, binary)
+        flat, values, bounds = _block_entries(b, bs.groups)
+        for i, g in enumerate(bs.groups):
+            e = _block_exponent(row_exps, g)
+            if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm
+                _note("closed-form")
+                outs[si][i] = _unscale(np.array([np.linalg.norm(np.ldexp(dense_rows(b, g), -e)), 0.0]), e)
+            elif sides[i] > _BLOCK_MAX_SIDE:
+                outs[si][i] = top2_singular_values(b[g], device=device)
+            elif sides[i] > 1:
+                lo, hi = bounds[i], bounds[i + 1]
+                blk = _Block((si, i), (int(lens[i]), b.shape[1]), flat[lo:hi], values[lo:hi],
+                             bool(lens[i] > touched[i]), e, binary)
+                by_side.setdefault(_padded_side(int(sides[i])), []).append(blk)
+    if by_side:
+        _note("blocks")
+    jobs = []
+    for side in sorted(by_side, reverse=True):  # largest first: the pool ends evenly loaded
+        per_call = max(1, _CHUNK_ENTRIES // (side * side))
+        blocks = by_side[side]
+        for start in range(0, len(blocks), per_call):
+            jobs.append(executor.submit(_solve_stack, blocks[start : start + per_call], side, device))
+    for job in jobs:
+        for (si, i), sv in job.result():
+            outs[si][i] = sv
+    return outs
 
 
 def top2_blocks(b: sp.csr_matrix, groups: Sequence[np.ndarray], *, binary: bool = False,
                 device: str = "cpu", touched: np.ndarray | None = None) -> np.ndarray:
-    """``(σ1, σ2)`` of each row block ``b[rows]`` (the degree classes), shape ``(len(groups), 2)``.
-
-    Blocks are solved through the Gram of their smaller side (columns without an entry dropped),
-    batched: blocks of similar size share one zero-padded stack and one ``eigvalsh`` call. No
-    component split (a class's values are compared at 1e-9·σ1). ``binary=True`` (0/1 blocks) forms
-    the Grams in float32, exact for integer counts < 2²⁴; other blocks are scaled to max 1 first.
-    Blocks with σ2 < ``RANK_DEFICIENT_RTOL``·σ1 are recomputed by SVD. ``touched``: the blocks'
-    :func:`~sift_graph.bipartite.touched_columns`, if the caller has them.
-    """
-    out = np.zeros((len(groups), 2))
-    if not len(groups):
-        return out
-    binary = binary and max(b.shape) < 2**24
-    lens = np.array([len(g) for g in groups], dtype=np.int64)
-    touched = touched_columns(b, groups) if touched is None else np.asarray(touched)
-    sides = np.minimum(lens, touched)
-    row_exps = _row_exponents(b, binary)
-    exps = np.array([_block_exponent(row_exps, g) for g in groups], dtype=np.int64)
-    batched = []
-    for i, g in enumerate(groups):
-        if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm
-            _note("closed-form")
-            e = int(exps[i])
-            out[i] = _unscale(np.array([np.linalg.norm(np.ldexp(dense_rows(b, g), -e)), 0.0]), e)
-        elif sides[i] > _BLOCK_MAX_SIDE:
-            out[i] = top2_singular_values(b[g], device=device)
-        elif sides[i] > 1:
-            batched.append(i)
-    if batched:
-        _note("blocks")
-    order = np.array(batched, dtype=np.int64)[np.argsort(sides[batched], kind="stable")]
-    for bucket in _buckets(sides, order):
-        side = int(sides[bucket].max())
-        for chunk in _chunks(bucket, lens, b.shape[1], side):
-            out[chunk] = _solve_chunk(b, [groups[i] for i in chunk], lens[chunk] > touched[chunk], exps[chunk],
-                                      side, binary, device)
-    return out
+    """``(σ1, σ2)`` of each row block ``b[rows]`` (the degree classes), shape ``(len(groups), 2)``;
+    :func:`top2_block_sets` for one set. No component split (a class's values are compared at
+    1e-9·σ1)."""
+    return top2_block_sets([BlockSet(b, groups, binary, touched)], device=device)[0]

@@ -1,6 +1,8 @@
 """top2_singular_values against dense float64 SVD, closed forms and networkx (metrics.md §8, §9.2)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -75,6 +77,37 @@ def test_every_whole_layer_route_matches_dense_svd(monkeypatch, route):
         assert taken == [route]
 
 
+def _near_degenerate_matrices():
+    """σ2 = σ3 exactly (band circulant: σ_k = σ_{n−k}), σ2 − σ3 ≈ 1e-7·σ1 (a perturbed circulant),
+    and a random sparse layer: the Kato-Temple stop must hold its 1e-9·σ1 on all of them."""
+    n, d = 240, 9
+    circ = np.zeros((n, n))
+    for i in range(n):
+        circ[i, (i + np.arange(d)) % n] = 1.0
+    rng = np.random.default_rng(21)
+    perturbed = circ.copy()
+    perturbed[0, d] = 1e-6
+    rand = (rng.random((900, 240)) < 0.1) * np.abs(rng.standard_normal((900, 240)))
+    return [circ, perturbed, rand]
+
+
+@pytest.mark.parametrize("solver", ["lanczos-on-b", "lanczos-on-gram", "eigh-on-gram"])
+def test_lanczos_and_gram_eigensolvers_match_dense_svd_on_close_sigma2_sigma3(monkeypatch, solver):
+    if solver == "lanczos-on-b":
+        monkeypatch.setattr(spectral, "_route", lambda b, binary: "lanczos")
+    else:
+        monkeypatch.setattr(spectral, "_route", lambda b, binary: "gram-dense64")
+        cheap, dear = (lambda m: 0.0), (lambda m: np.inf)
+        monkeypatch.setattr(spectral, "_gram_lanczos_seconds", cheap if solver == "lanczos-on-gram" else dear)
+        monkeypatch.setattr(spectral, "_eigh_seconds", dear if solver == "lanczos-on-gram" else cheap)
+    lanczos = []
+    original = spectral._lanczos
+    monkeypatch.setattr(spectral, "_lanczos", lambda *a: lanczos.append(1) or original(*a))
+    for a in _near_degenerate_matrices():
+        assert_matches_svd(a)
+    assert bool(lanczos) == (solver != "eigh-on-gram")
+
+
 def test_cost_model_routes():
     """Gram where its GEMM + eigensolve is cheaper, Lanczos for a wide side or a costly float64 Gram."""
     rng = np.random.default_rng(8)
@@ -86,7 +119,9 @@ def test_cost_model_routes():
         return spectral._route(b, binary)
 
     assert route((4608, 512), 0.1, True) == "gram-dense32"
-    assert route((4608, 512), 0.03, False) == "gram-sparse"
+    assert route((20000, 300), 0.05, False) == "gram-sparse"  # 25 ms vs Lanczos 40 ms, dense 55 ms
+    assert route((4608, 512), 0.5, False) == "gram-dense64"
+    assert route((4608, 512), 0.03, False) == "lanczos"  # 12 ms vs sparse Gram 20 ms
     assert route((20000, 5000), 0.001, True) == "lanczos"  # side above GRAM_MAX_SIDE
     assert route((14571, 1619), 0.1, False) == "lanczos"  # float64 Gram of 3.8e10 MACs
     assert route((14571, 1619), 0.1, True) == "lanczos"  # 100 mat-vecs beat GEMM + eigh of 1619²
@@ -194,22 +229,39 @@ def test_degree_class_blocks_match_dense_svd():
             assert np.all(np.abs(s - ref) <= 1e-9 * max(ref[0], 1e-300)), (s, ref)
 
 
-def test_zero_padding_does_not_change_the_top_two(monkeypatch):
-    """Every block alone (no padding) equals the same block padded inside its bucket's stack."""
+def test_blocks_share_stacks_and_their_values_do_not_depend_on_the_company(monkeypatch):
+    """Mask and |W| blocks of both sets share stacks (fewer calls than blocks); every block's values are
+    bit-identical to the block solved alone, and to the sets solved apart, in a 2-thread pool too."""
     b, bw, groups = class_blocks(seed=13)
     calls = []
-    stack = spectral._stack_numpy
-    monkeypatch.setattr(spectral, "_stack_numpy", lambda *a: calls.append(a[3]) or stack(*a))
-    for m, binary in ((b, True), (bw, False)):
-        calls.clear()
-        batched = top2_blocks(m, groups, binary=binary)
-        assert len(calls) < len(groups) / 2  # blocks of several sizes share a call
+    solve = spectral._solve_stack
+    monkeypatch.setattr(spectral, "_solve_stack", lambda blocks, side, dev: calls.append(side) or solve(blocks, side, dev))
+    sets = [spectral.BlockSet(b, groups, True), spectral.BlockSet(bw, groups, False)]
+    together = spectral.top2_block_sets(sets)
+    assert len(calls) < len(groups)  # 2·len(groups) blocks
+    with ThreadPoolExecutor(2) as pool:
+        pooled = spectral.top2_block_sets(sets, executor=pool)
+    for m, binary, joint, in_pool in ((b, True, together[0], pooled[0]), (bw, False, together[1], pooled[1])):
+        np.testing.assert_array_equal(joint, top2_blocks(m, groups, binary=binary))
+        np.testing.assert_array_equal(joint, in_pool)
         alone = np.array([top2_blocks(m, [g], binary=binary)[0] for g in groups])
-        np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-12 * alone[:, 0].max())
-    # a padded 0/1 stack: an all-ones 2×5 block (σ = √10, 0) padded to 6×6
-    ones = sp.csr_matrix(np.ones((2, 5)))
-    np.testing.assert_allclose(spectral._stack_numpy(ones.toarray(), np.array([0, 2]), np.zeros(1, int), 6, [False]),
-                               [[0.0, 10.0]], atol=1e-12)
+        np.testing.assert_array_equal(joint, alone)
+
+
+def test_zero_padding_does_not_change_the_top_two():
+    """A block's Gram zero-padded in its stack: an all-ones 2×5 block (σ = √10, 0) in an 8×8 stack,
+    and random blocks of every side up to the padding limit against dense SVD."""
+    ones = spectral._Block((0, 0), (2, 5), np.arange(10), np.ones(10), False, 0, True)
+    (_, s), = spectral._solve_stack([ones], spectral._padded_side(2), "cpu")
+    assert spectral._padded_side(2) == 8
+    np.testing.assert_allclose(s, [np.sqrt(10.0), 0.0], atol=1e-12)
+    rng = np.random.default_rng(19)
+    for side in range(2, spectral._PAD_MAX_SIDE + 2):
+        a = sp.csr_matrix((rng.random((side, 3 * side)) < 0.3) * rng.random((side, 3 * side)))
+        a = a[np.flatnonzero(np.diff(a.indptr))]
+        ref = svd_top2(a.toarray())
+        ours = top2_blocks(a, [np.arange(a.shape[0])])[0]
+        assert np.all(np.abs(ours - ref) <= 1e-9 * ref[0]), (side, ours, ref)
 
 
 def test_blocks_cover_closed_form_wide_and_tall_cases():
