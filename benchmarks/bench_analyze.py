@@ -5,7 +5,8 @@ Writes N synthetic snapshots (random masks at 90 %, random weights) with the rea
 sift_train's Sparse Wide ResNet-18 (CIFAR-100, paper variant) as a run folder in a temporary
 directory (docs/run-format.md), then times, each with a cold cache:
 
-* baseline: ``layer_metrics`` on every tensor of one snapshot, in this process, one BLAS thread;
+* baseline: the metrics of every tensor of one snapshot (``masked_layer_metrics``, what the routes
+  run on the decoded mask and values), in this process, one BLAS thread;
 * the local route: ``analyze --jobs W`` (W worker processes, one BLAS thread each);
 * the Dask route: ``analyze`` with a ``dask.distributed.Client`` of a ``LocalCluster`` of W worker
   processes, one thread each (cluster start-up timed apart);
@@ -31,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import sift_graph
+from sift_graph.layer import masked_layer_metrics
 
 SPARSITY = 0.9
 GOAL_S_PER_SNAPSHOT = 5.0
@@ -108,9 +110,9 @@ def main() -> None:
               f"{sum(np.prod(s) for s in shapes.values()) / 1e6:.0f} M weights each) in {t_write:.1f} s")
 
         snapshot = sift_graph.load_run(run).snapshots[0]
-        tensors, t_decode = timed(snapshot.load)
+        tensors, t_decode = timed(lambda: list(snapshot.iter_values()))
         with threadpool_limits(1):
-            _, base = timed(lambda: [sift_graph.layer_metrics(m, w) for m, w in tensors.values()])
+            _, base = timed(lambda: [masked_layer_metrics(m, v) for _, m, v in tensors])
         del tensors
 
         common = dict(figures=False, progress=False)
@@ -118,8 +120,8 @@ def main() -> None:
         warm, t_warm = timed(lambda: sift_graph.run_analysis([run], out=root / "local", jobs=workers, **common))
         assert local.computed == n and warm.computed == 0 and not local.problems, local.problems
 
-        rows = [("baseline: layer_metrics on 1 snapshot, in-process, 1 thread", base, 1),
-                ("decode 1 snapshot, npz -> masks + weights (part of every route)", t_decode, 1),
+        rows = [("baseline: metrics of 1 snapshot, in-process, 1 thread", base, 1),
+                ("decode 1 snapshot, npz -> masks + values (part of every route)", t_decode, 1),
                 (f"local route: analyze --jobs {workers} (cold cache)", t_local, n)]
         try:
             from distributed import Client, LocalCluster

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .validation import check_layer, check_weight
 
 __all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts",
-           "dense_rows", "touched_columns", "layer_biadjacencies"]
+           "dense_rows", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -190,10 +190,23 @@ def layer_biadjacencies(mask: np.ndarray, weight: np.ndarray | None) -> tuple[sp
     present = mask.reshape(n_out, n_in)
     if weight is None:
         return _inputs_csr(present, None), None
-    bw = _inputs_csr(present, lambda flat: np.abs(weight.reshape(-1)[flat]).astype(np.float64))
+    flat_weight = weight.reshape(-1)
+    return _split(_inputs_csr(present, lambda flat: np.abs(flat_weight[flat]).astype(np.float64)))
+
+
+def masked_values_biadjacencies(mask: np.ndarray, values: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """:func:`layer_biadjacencies` of the weight that is ``values`` at the mask's nonzeros (in C order,
+    as a run folder stores it: docs/run-format.md) and 0 elsewhere, without building that weight."""
+    n_in, n_out = layer_dims(mask.shape)
+    return _split(_inputs_csr(mask.reshape(n_out, n_in), lambda flat: np.abs(values).astype(np.float64)))
+
+
+def _split(bw: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The mask's biadjacency (B's structure, ones) and ``|W⊙M|`` (kept weights of exactly 0 are no edge)."""
+    n_in, n_out = bw.shape
     bm = sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=(n_in, n_out))
     bm.has_sorted_indices = True
-    if not np.all(bw.data):  # kept weights that are exactly 0 are no edge of |W⊙M|
+    if not np.all(bw.data):
         bw = sp.csr_matrix((bw.data, bw.indices.copy(), bw.indptr.copy()), shape=(n_in, n_out))
         bw.eliminate_zeros()
         bw.has_sorted_indices = True

@@ -8,11 +8,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import hoang2023a, hoang2023b
-from .bipartite import layer_biadjacencies, layer_dims
+from .bipartite import layer_biadjacencies, layer_dims, masked_values_biadjacencies
 from .threads import metric_threads
 from .validation import check_device, check_layer
 
-__all__ = ["layer_metrics", "CONVENTIONS"]
+__all__ = ["layer_metrics", "masked_layer_metrics", "CONVENTIONS"]
 
 CONVENTIONS = ("hoang2023a", "hoang2023b")
 
@@ -66,22 +66,62 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
     entry and multiplied back (σ(c·B) = c·σ(B), exact for powers of two), so weights of any finite
     magnitude give correct values: λ, λ_imsg and the σ's scale linearly with a global weight scale.
     """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}; expected one of {CONVENTIONS}")
-    device = check_device(device)
+    convention, device = _check_options(convention, device)
     m, w = check_layer(mask, weight)
-    n_in, n_out = layer_dims(m.shape)
     with metric_threads():
         bm, bw = layer_biadjacencies(m, w)
-        if convention == "hoang2023a":
-            out = hoang2023a.metrics(bm, bw, device=device)
-        else:
-            bs = bm if bw is None else sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=bw.shape)
-            out = hoang2023b.metrics(bs, device=device)
+        return _metrics(bm, bw, m.shape, convention, device)
+
+
+def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: str = "hoang2023a",
+                         device: str = "cpu") -> dict:
+    """:func:`layer_metrics` of a layer stored as a run folder stores it (docs/run-format.md): a bool
+    ``mask`` and ``values``, the weights at its nonzeros in C order. Equal to
+    ``layer_metrics(mask, weight)`` for the weight that is ``values`` there and 0 elsewhere, without
+    building that weight.
+
+    Raises
+    ------
+    ValueError
+        Not a bool mask of rank 2-4, ``values`` not a 1-D float array with one finite value per
+        nonzero of the mask, or the reasons of :func:`layer_metrics`.
+    """
+    convention, device = _check_options(convention, device)
+    m = np.asarray(mask)
+    v = np.asarray(values)
+    if m.dtype != np.bool_ or m.ndim not in (2, 3, 4):
+        raise ValueError(f"mask: expected a bool array of rank 2-4, got {m.dtype} of shape {m.shape}")
+    n_active = int(np.count_nonzero(m))
+    if v.dtype.kind != "f" or v.ndim != 1 or v.size != n_active:
+        raise ValueError(f"values: expected {n_active} floats (one per nonzero of the mask), "
+                         f"got {v.dtype} of shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"values: contains {int((~np.isfinite(v)).sum())} NaN/inf value(s)")
+    with metric_threads():
+        bm, bw = masked_values_biadjacencies(m, v)
+        return _metrics(bm, bw, m.shape, convention, device)
+
+
+def _check_options(convention: str, device: str) -> tuple[str, str]:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; expected one of {CONVENTIONS}")
+    return convention, check_device(device)
+
+
+def _metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, shape: tuple[int, ...], convention: str,
+             device: str) -> dict:
+    """The metrics of one layer from its biadjacencies (inside :func:`metric_threads`)."""
+    n_in, n_out = layer_dims(shape)
+    if convention == "hoang2023a":
+        out = hoang2023a.metrics(bm, bw, device=device)
+    else:
+        bs = bm if bw is None else sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=bw.shape)
+        out = hoang2023b.metrics(bs, device=device)
     out = {"n_in": n_in, "n_out": n_out, **out}
     overflow = [k for k, v in out.items() if isinstance(v, float) and math.isinf(v)]
     if overflow:
+        largest = float(np.max(bw.data)) if bw is not None and bw.nnz else 0.0
         raise ValueError(f"{', '.join(overflow)} overflow float64 (largest |weight| "
-                         f"{float(np.max(np.abs(w))):.3g}); rescale the weights")
+                         f"{largest:.3g}); rescale the weights")
     return {k: (v if isinstance(v, str) else int(v) if isinstance(v, (int, np.integer)) else float(v))
             for k, v in out.items()}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .checkpoints import MASK_SUFFIX, layers_from_state_dict
-from .layer import layer_metrics
+from .layer import layer_metrics, masked_layer_metrics
 from .validation import check_mask
 
 __all__ = ["model_metrics", "aggregate_layers", "layers_from_state_dict", "MASK_SUFFIX"]
@@ -39,13 +39,18 @@ def _normalise(layers: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def layer_row(name: str, mask: Any, weight: Any, *, convention: str, device: str = "cpu") -> dict:
+def layer_row(name: str, mask: Any, weight: Any, *, convention: str, device: str = "cpu",
+              values: np.ndarray | None = None) -> dict:
     """One tidy row: ``layer``, ``shape`` (e.g. ``"64x64x3x3"``), ``density`` (mask nonzeros / size),
-    then every key of :func:`sift_graph.layer_metrics` on ``device`` (``reason`` last)."""
+    then every key of :func:`sift_graph.layer_metrics` on ``device`` (``reason`` last). ``values``
+    instead of ``weight``: the weights at the mask's nonzeros (:func:`masked_layer_metrics`)."""
     m = check_mask(mask)
+    if values is None:
+        metrics = layer_metrics(m, weight, convention=convention, device=device)
+    else:
+        metrics = masked_layer_metrics(m, values, convention=convention, device=device)
     return {"layer": name, "shape": "x".join(str(s) for s in m.shape),
-            "density": float(np.count_nonzero(m)) / m.size,
-            **layer_metrics(m, weight, convention=convention, device=device)}
+            "density": float(np.count_nonzero(m)) / m.size, **metrics}
 
 
 def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") -> pd.DataFrame:

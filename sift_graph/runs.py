@@ -91,14 +91,21 @@ class Snapshot:
         ``dense``: after the sparse tensors, also the dense weights (``dense_tensors``), each with an
         all-True mask (a complete bipartite graph).
         """
+        for name, mask, values in self.iter_values(data, dense=dense):
+            weight = np.zeros(mask.shape, dtype=np.float32)
+            weight[mask] = values
+            yield name, mask, weight
+
+    def iter_values(self, data: bytes | None = None, *, dense: bool = False
+                    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """:meth:`iter_tensors` as stored: ``(name, mask, values)``, ``values`` the float32 weights at
+        the mask's nonzeros in C order (what :func:`sift_graph.layer.masked_layer_metrics` takes)."""
         with _snapshot_errors(self.path), open_npz(self.path if data is None else data) as zf:
             _check_size(zf, self.tensors + self.dense_tensors, self.path, self.max_bytes)
             for name in self.tensors:
-                mask, weight = _decode_tensor(zf, name, self.path, self.max_bytes)
-                yield name, mask, weight
+                yield (name, *_decode_tensor(zf, name, self.path, self.max_bytes))
             for name in self.dense_tensors if dense else ():
-                mask, weight = _decode_dense(zf, name, self.path, self.max_bytes)
-                yield name, mask, weight
+                yield (name, *_decode_dense(zf, name, self.path, self.max_bytes))
 
     def load(self, data: bytes | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{name: (mask, weight)}``: bool mask and float32 weight in PyTorch layout, weight 0 off-mask."""
@@ -337,7 +344,8 @@ def _read_shape(zf: zipfile.ZipFile, name: str, file: Path) -> tuple[int, ...]:
 
 
 def _decode_tensor(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unpack one tensor (``<name>/shape``, ``/mask``, ``/values``) and check it (run-format.md)."""
+    """Unpack one tensor (``<name>/shape``, ``/mask``, ``/values``) and check it (run-format.md):
+    the bool mask and the float32 values at its nonzeros (C order)."""
     missing = [k for k in (f"{name}/mask", f"{name}/values") if f"{k}.npy" not in zf.namelist()]
     if missing:
         raise RunFormatError(f"{file}: tensor {name}: missing {', '.join(missing)}")
@@ -352,9 +360,7 @@ def _decode_tensor(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -
     mask = np.unpackbits(bits, count=numel, bitorder="big").view(bool).reshape(shape)
     n_active = int(np.count_nonzero(mask))
     values = _read_values(zf, name, file, max_bytes, n_active, "active mask positions")
-    weight = np.zeros(shape, dtype=np.float32)
-    weight[mask] = values.astype(np.float32, copy=False)
-    return mask, weight
+    return mask, values.astype(np.float32, copy=False)
 
 
 def _read_values(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int, count: int,
@@ -371,9 +377,9 @@ def _read_values(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int, cou
 
 
 def _decode_dense(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """One dense weight (``<name>/shape``, ``/values``: every entry) as an all-True mask and its weight."""
+    """One dense weight (``<name>/shape``, ``/values``: every entry) as an all-True mask and its values."""
     if f"{name}/values.npy" not in zf.namelist():
         raise RunFormatError(f"{file}: dense tensor {name}: missing {name}/values")
     shape = _read_shape(zf, name, file)
     values = _read_values(zf, name, file, max_bytes, math.prod(shape), "entries of the dense weight")
-    return np.ones(shape, dtype=bool), values.astype(np.float32, copy=False).reshape(shape)
+    return np.ones(shape, dtype=bool), values.astype(np.float32, copy=False)

@@ -50,9 +50,9 @@ def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
     sha = hashlib.sha256(data).hexdigest()
     try:
         dense = set(snapshot.dense_tensors)
-        rows = [{**layer_row(name, mask, weight, convention=convention, device=device),
+        rows = [{**layer_row(name, mask, None, values=values, convention=convention, device=device),
                  "kind": "dense" if name in dense else "sparse"}
-                for name, mask, weight in snapshot.iter_tensors(data, dense=layers == "all")]
+                for name, mask, values in snapshot.iter_values(data, dense=layers == "all")]
     except RunFormatError as exc:
         return SnapshotResult(sha, None, str(exc))
     except ValueError as exc:
