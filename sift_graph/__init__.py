@@ -2,7 +2,7 @@
 from .version import __version__
 
 from .bipartite import biadjacency, node_labels, to_networkx
-from .layer import CONVENTIONS, layer_metrics
+from .layer import CONVENTIONS, layer_metrics, masked_layer_metrics
 from .checkpoints import layers_from_state_dict, read_layers
 from .model import aggregate_layers, model_metrics
 from .ramanujan import delta_r, delta_r_imdb, spectral_gap, spectral_gap_imsg

@@ -13,18 +13,24 @@ Whole layers (:func:`top2_singular_values`):
   components then give σ1 = σ2 bit for bit, so the gap of ``lin64_blockdiag_tie`` is exactly 0;
 * each component takes the cheaper of two exact routes by the cost model below (never by the
   machine): ``gram`` — the Gram matrix of the smaller side (m ≤ ``GRAM_MAX_SIDE``), formed by
-  dense BLAS in row chunks (n·m² multiply-adds) or by a sparse product (Σ_rows nnz²), then LAPACK
-  ``eigh`` for the top two (≈ 4/3·m³); or ``lanczos`` — Lanczos on BᵀB with full
-  reorthogonalisation and a fixed start vector (≈ ``_LANCZOS_MATVECS`` mat-vecs with B and Bᵀ,
-  2·nnz each), with ARPACK ``svds(k=2, tol=0)`` (``arpack``) if it does not converge. A 0/1 Gram is
-  formed in float32 BLAS: its entries are integer counts < 2²⁴, so the product is exact;
+  dense BLAS in row chunks (n·m² multiply-adds, ``syrk``) or by a sparse product (Σ_rows nnz²),
+  then its top two eigenvalues by LAPACK ``eigh`` (≈ 4/3·m³) or by Lanczos on the dense Gram
+  (≈ ``_LANCZOS_MATVECS`` mat-vecs of m² each), whichever costs less; or ``lanczos`` — Lanczos on
+  BᵀB (two sparse mat-vecs per step, 2·nnz each), with ARPACK ``svds(k=2, tol=0)`` (``arpack``)
+  if it does not converge. A 0/1 Gram is formed in float32 BLAS: its entries are integer counts
+  < 2²⁴, so the product is exact;
+* Lanczos (:func:`_lanczos`) uses full reorthogonalisation and a fixed start vector, and stops on
+  the Kato-Temple error bound of the top two Ritz values (:func:`_ritz_errors`);
 * rank-deficient Grams (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
   ≈ √eps·σ1 (spec §8), are recomputed by dense SVD (``svd``), or ARPACK when too large.
 
-Degree classes (:func:`top2_blocks`): every row block's Gram of its smaller side is written into
-a zero-padded stack per size bucket and solved by one batched ``eigvalsh`` call per bucket.
-Zero padding appends exact zero eigenvalues to a positive semi-definite Gram, so its top two
-(clipped at 0, as every route does) are unchanged.
+Degree classes (:func:`top2_block_sets`, :func:`top2_blocks`): every row block's Gram of its smaller
+side is written into a zero-padded stack, one per stack size (:func:`_padded_side`, a function of
+the block's side alone), shared by the blocks of every set (the mask's and |W⊙M|'s classes), and
+solved by one batched ``eigvalsh`` call. Zero padding appends exact zero eigenvalues to a positive
+semi-definite Gram, so its top two (clipped at 0, as every route does) are unchanged. Stacks are
+independent jobs: with an executor they run in parallel (``hoang2023a.metrics`` runs them in a
+2-thread pool together with the two whole-layer solves).
 
 Scaling: σ(c·B) = c·σ(B). Non-0/1 matrices are divided by the power of two nearest above their
 largest entry (exact in binary floating point, so every value is bit-identical to the unscaled
