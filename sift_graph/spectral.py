@@ -479,6 +479,8 @@ def _row_exponents(b: sp.csr_matrix, binary: bool) -> np.ndarray:
 
 def _block_exponent(row_exps: np.ndarray, rows: np.ndarray) -> int:
     """Scale exponent of a block (its rows' largest), 0 while no scaling is needed."""
+    if not len(rows):
+        return 0
     e = int(row_exps[rows].max())
     return e if abs(e) > _SAFE_EXPONENT else 0
 
@@ -511,14 +513,13 @@ class _Block:
 def _block_entries(b: sp.csr_matrix, groups: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For row blocks ``b[rows]`` of every group: dense positions (row in block·n_cols + column) and
     values of their entries in block order, and each block's slice bounds in those arrays."""
-    rows = np.concatenate(groups) if len(groups) else np.zeros(0, dtype=np.int64)
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    rows = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if len(groups) else sizes
     offsets, lengths = _row_entries(b, rows)
-    row_in_block = np.concatenate([np.arange(len(g)) for g in groups]) if len(groups) else rows
+    row_in_block = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     flat = np.repeat(row_in_block * b.shape[1], lengths) + b.indices[offsets]
-    bounds = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum(np.add.reduceat(lengths, np.cumsum([0] + [len(g) for g in groups[:-1]])) if len(groups) else [],
-              out=bounds[1:])
-    return flat, b.data[offsets], bounds
+    row_bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return flat, b.data[offsets], row_bounds[np.concatenate([[0], np.cumsum(sizes)])]
 
 
 def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tuple[int, int], np.ndarray]]:
