@@ -120,14 +120,14 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
                 rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
             if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
                 weighted.append((i, ew, kw, ow))
-    sets = [BlockSet(bm, [groups[i] for i in kept] if mask_spectrum else [], True, [rows[i]["o"] for i in kept]),
+    mask_blocks = kept if mask_spectrum else []
+    sets = [BlockSet(bm, [groups[i] for i in mask_blocks], True, [rows[i]["o"] for i in mask_blocks]),
             BlockSet(bw, [groups[i] for i, *_ in weighted], False, [ow for *_, ow in weighted])]
     s_mask, s_w = top2_block_sets(sets, device=device, executor=executor)
-    if mask_spectrum:
-        for i, s2 in zip(kept, s_mask[:, 1]):
-            rec, d = rows[i], rows[i]["degree"]
-            rec.update(sigma2=float(s2), delta_r=math.sqrt(d - 1) + math.sqrt(rec["d_right"] - 1) - float(s2),
-                       mixing=_mixing(float(s2), rec["k"] * d, rec["k"], rec["o"], total_nodes))
+    for i, s2 in zip(mask_blocks, s_mask[:, 1]):
+        rec, d = rows[i], rows[i]["degree"]
+        rec.update(sigma2=float(s2), delta_r=math.sqrt(d - 1) + math.sqrt(rec["d_right"] - 1) - float(s2),
+                   mixing=_mixing(float(s2), rec["k"] * d, rec["k"], rec["o"], total_nodes))
     for (i, ew, kw, ow), (w1, w2) in zip(weighted, s_w):
         rows[i].update(gap=float(w1 - w2), weighted_valid=True,
                        weighted_mixing=_mixing(float(w2), ew, kw, ow, total_nodes))
