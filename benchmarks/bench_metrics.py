@@ -132,6 +132,16 @@ def cpu_model() -> str:
     return f"{name} ({simd}, {len([ln for ln in info.splitlines() if ln.startswith('processor')])} logical CPUs)"
 
 
+def blas_kernels() -> str:
+    """The BLAS libraries numpy/scipy use and the kernels they run (``OPENBLAS_CORETYPE=Haswell``
+    runs OpenBLAS's AVX2 kernels on an AVX-512 CPU, the closest thing to an AVX2-only machine)."""
+    from threadpoolctl import threadpool_info
+
+    libs = {f"{lib['internal_api']} {lib.get('architecture') or ''}".strip()
+            for lib in threadpool_info() if lib.get("user_api") == "blas"}
+    return ", ".join(sorted(libs)) or "unknown"
+
+
 def worker(case: str, method: str, repeat: int, device: str) -> None:
     import torch  # noqa: F401  (loaded up front, as in any PyTorch session: its import is not timed)
 
@@ -191,7 +201,7 @@ def main(argv=None) -> None:
     unknown = [c for c in cases if c not in CASES] + [b for b in baselines if b not in BASELINES]
     if unknown:
         raise SystemExit(f"unknown case(s)/baseline(s) {unknown}; choose from {list(CASES)} and {list(BASELINES)}")
-    print(f"CPU: {cpu_model()}; Python {platform.python_version()}")
+    print(f"CPU: {cpu_model()}; BLAS: {blas_kernels()}; Python {platform.python_version()}")
     print("speed-up = baseline seconds / sift seconds, measured in this run; |diff| = largest |sift - baseline|")
     print(f"{'case':12s} {'method':10s} {'seconds':>9s} {'cpu s':>8s} {'speed-up':>9s} {'peak MB':>8s} {'added MB':>9s}  "
           + "  ".join(f"{m:>12s}" for m in METRICS))
