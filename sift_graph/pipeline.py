@@ -69,14 +69,17 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
         if result.rows is None:
             analysis.problems.append(result.problem)
             return
-        cache.put(result.sha256, result.rows)
+        if result.cached:
+            analysis.cached += 1
+        else:
+            cache.put(result.sha256, result.rows)
+            analysis.computed += 1
+        cache.remember_read(snapshots[key].path, result.signature, result.sha256)
         results[key] = result.rows
-        analysis.computed += 1
 
     todo = {key: snapshots[key] for key in todo}
     route = dict(convention=options.convention, layers=options.layers, device=options.device,
-                 on_result=on_result,
-                 progress=options.progress)
+                 on_result=on_result, progress=options.progress, entries=cache.entries)
     try:
         if client is None:
             compute_local(todo, workers=options.jobs, **route)

@@ -90,3 +90,23 @@ def test_index_entry_with_unchanged_size_but_other_signature_is_rehashed(tmp_pat
     file.write_bytes(b"two")
     os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert store.key(file) != first
+
+
+def test_each_snapshot_is_read_once_when_computed_and_not_at_all_when_indexed(tmp_path, monkeypatch):
+    """A cold analysis reads every snapshot file once (look-up hashes nothing; the compute stage
+    hashes the bytes it decodes); a second one finds them all in the index and reads none."""
+    write_run(tmp_path / "runs", "r", steps=(0, 10, 20))
+    monkeypatch.setattr(cache, "RACY_NS", 0)  # the files' ctime is now: let the index keep them
+    reads = []
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or read_bytes(self))
+    monkeypatch.setattr(cache, "file_sha256", lambda path: pytest.fail("look-up hashed a snapshot"))
+    first = _quick(tmp_path / "runs", tmp_path / "out")
+    assert (first.computed, first.cached) == (3, 0)
+    assert sorted(n for n in reads if n.endswith(".npz")) == ["step_00000000.npz", "step_00000010.npz",
+                                                              "step_00000020.npz"]
+    reads.clear()
+    second = _quick(tmp_path / "runs", tmp_path / "out")
+    assert (second.computed, second.cached) == (0, 3)
+    assert not [n for n in reads if n.endswith(".npz")]
+    assert second.layers.equals(first.layers)

@@ -8,8 +8,10 @@ decodes a metric*: the version alone is not bumped for every change of the metri
 result must never be served, so any edit of that code (even a comment) starts a fresh cache.
 
 ``index.json`` maps each snapshot path to its ``stat`` signature (size, mtime_ns, ctime_ns, inode,
-device) and sha256, so that unchanged files are not re-read; any other signature is re-hashed, and
-recomputed only if the content changed. Size alone is never trusted; ctime cannot be set back by a
+device) and sha256, so that unchanged files are not re-read. A file with any other signature (or not
+in the index) goes to the compute stage, which reads it once, hashes those bytes and serves the
+entry of that content if there is one (:class:`CacheEntries`, readable by the workers): it is
+recomputed only if the content changed, and no file is read twice. Size alone is never trusted; ctime cannot be set back by a
 copy tool, so even a same-size rewrite with a restored mtime is re-hashed. As in git's "racy" check,
 files changed less than :data:`RACY_NS` before the index is saved are left out of it. Nothing is
 pickled; NaN (and any non-finite value) is stored as ``null``.
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_write_text
@@ -57,10 +60,6 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _signature(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-
 def _nan_to_none(row: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
@@ -69,30 +68,13 @@ def _none_to_nan(row: dict) -> dict:
     return {k: math.nan if v is None else v for k, v in row.items()}
 
 
-class SnapshotCache:
-    """Per-snapshot results under ``folder``, keyed on file content, convention, layer choice and
-    metric code."""
+@dataclass(frozen=True)
+class CacheEntries:
+    """The entries of one cache (content sha256 -> rows), without the index: small enough to send
+    to every analysis worker, which looks a snapshot's content up before computing it."""
 
-    def __init__(self, folder: Path, convention: str, layers: str = "sparse"):
-        self.folder = Path(folder)
-        self.suffix = f".{convention}.{layers}.{metric_code_id()}.json"
-        self._index_path = self.folder / "index.json"
-        try:
-            index = json.loads(self._index_path.read_text())
-        except (OSError, ValueError, RecursionError):
-            index = {}
-        self._index = {k: v for k, v in index.items() if _valid_entry(v)} if isinstance(index, dict) else {}
-
-    def key(self, file: Path) -> str:
-        """sha256 of ``file``'s content; from the index when its whole stat signature is unchanged."""
-        st = os.stat(file)
-        name = str(Path(file).resolve())
-        entry = self._index.get(name)
-        if entry and entry[:-1] == _signature(st):
-            return entry[-1]
-        sha = file_sha256(file)
-        self._index[name] = [*_signature(st), sha]
-        return sha
+    folder: Path
+    suffix: str
 
     def _entry(self, sha: str) -> Path:
         return self.folder / f"{sha}{self.suffix}"
@@ -110,6 +92,63 @@ class SnapshotCache:
         payload = {"sha256": sha, "layers": [_nan_to_none(r) for r in rows]}
         atomic_write_text(self._entry(sha), json.dumps(payload, allow_nan=False))
 
+
+def signature(st: os.stat_result) -> list[int]:
+    """What the index compares: size, mtime_ns, ctime_ns, inode, device."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+class SnapshotCache:
+    """Per-snapshot results under ``folder``, keyed on file content, convention, layer choice and
+    metric code."""
+
+    def __init__(self, folder: Path, convention: str, layers: str = "sparse"):
+        self.folder = Path(folder)
+        self.suffix = f".{convention}.{layers}.{metric_code_id()}.json"
+        self.entries = CacheEntries(self.folder, self.suffix)
+        self._index_path = self.folder / "index.json"
+        try:
+            index = json.loads(self._index_path.read_text())
+        except (OSError, ValueError, RecursionError):
+            index = {}
+        self._index = {k: v for k, v in index.items() if _valid_entry(v)} if isinstance(index, dict) else {}
+
+    def known_key(self, file: Path) -> str | None:
+        """sha256 of ``file``'s content from the index if its whole stat signature is unchanged, else
+        None (``OSError`` if it cannot be stat'ed)."""
+        entry = self._index.get(str(Path(file).resolve()))
+        return entry[-1] if entry and entry[:-1] == signature(os.stat(file)) else None
+
+    def remember(self, file: Path, stat_signature: list[int], sha: str) -> None:
+        """Record that ``file``, with this :func:`signature` when it was read, holds content ``sha``."""
+        self._index[str(Path(file).resolve())] = [*stat_signature, sha]
+
+    def remember_read(self, file: Path, read_as: tuple[int, ...], sha: str) -> None:
+        """:meth:`remember` what a worker read (its ``read_as`` signature, ``sha`` of those bytes), with
+        this machine's signature of ``file``, if size, mtime and ctime still match what the worker
+        saw (a Dask worker on another machine sees another device number); otherwise nothing."""
+        try:
+            mine = signature(os.stat(file))
+        except OSError:
+            return
+        if mine[:3] == list(read_as[:3]):
+            self.remember(file, mine, sha)
+
+    def key(self, file: Path) -> str:
+        """sha256 of ``file``'s content; from the index when its whole stat signature is unchanged."""
+        sha = self.known_key(file)
+        if sha is None:
+            st = os.stat(file)
+            sha = file_sha256(file)
+            self.remember(file, signature(st), sha)
+        return sha
+
+    def get(self, sha: str) -> list[dict] | None:
+        return self.entries.get(sha)
+
+    def put(self, sha: str, rows: list[dict]) -> None:
+        self.entries.put(sha, rows)
+
     def save_index(self) -> None:
         now = time.time_ns()
         index = {k: v for k, v in self._index.items() if now - max(v[1], v[2]) >= RACY_NS}
@@ -122,16 +161,17 @@ def _valid_entry(entry) -> bool:
 
 
 def look_up(cache: SnapshotCache, files: dict) -> tuple[dict, dict, list[str]]:
-    """Split ``files`` ``{id: path}`` into cached rows ``{id: rows}`` and missing ``{id: path}``,
-    plus one problem line per unreadable file."""
+    """Split ``files`` ``{id: path}`` into cached rows ``{id: rows}`` (index signature unchanged and an
+    entry for that content) and the rest ``{id: path}``, plus one problem line per file that cannot
+    be stat'ed. Reads no snapshot: the rest is hashed by the compute stage as it reads it."""
     found, missing, problems = {}, {}, []
     for key, path in files.items():
         try:
-            sha = cache.key(path)
+            sha = cache.known_key(path)
         except OSError as exc:
             problems.append(f"{path}: unreadable ({exc})")
             continue
-        rows = cache.get(sha)
+        rows = None if sha is None else cache.get(sha)
         if rows is None:
             missing[key] = path
         else:

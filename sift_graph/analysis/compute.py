@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..model import layer_row
 from ..runs import RunFormatError, Snapshot
+from .cache import CacheEntries, signature
 from .options import DASK_EXTRA, UsageError
 
 _LIMITS = None  # threadpoolctl limits of a worker process, kept alive for its lifetime
@@ -27,27 +28,36 @@ _LIMITS = None  # threadpoolctl limits of a worker process, kept alive for its l
 
 @dataclass(frozen=True)
 class SnapshotResult:
-    """Rows of one snapshot (``None`` if it was refused, with the one-line ``problem``), and the
-    sha256 of the bytes they were computed from."""
+    """Rows of one snapshot (``None`` if it was refused, with the one-line ``problem``), the sha256 of
+    the bytes they belong to, the file's ``stat`` signature when it was read (for the cache index),
+    and whether the rows came from the cache (that content was computed before, at another path or
+    under another signature)."""
 
     sha256: str
     rows: list[dict] | None
     problem: str = ""
+    signature: tuple[int, ...] = ()
+    cached: bool = False
 
 
 def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
-                     layers: str = "sparse") -> SnapshotResult:
+                     layers: str = "sparse", entries: CacheEntries | None = None) -> SnapshotResult:
     """``layer_metrics`` of every sparse tensor of one snapshot (``layers="all"``: and of every dense
-    weight, mask all True): one row (dict) per layer, its ``kind`` ``"sparse"`` or ``"dense"``."""
+    weight, mask all True): one row (dict) per layer, its ``kind`` ``"sparse"`` or ``"dense"``.
+    The file is read once; ``entries``: the cache's entries, looked up by the sha256 of those bytes
+    before computing anything."""
     try:
-        size = snapshot.path.stat().st_size
-        if size > snapshot.max_bytes:
-            return SnapshotResult("", None, f"{snapshot.path}: {size} bytes, over the snapshot limit of "
-                                            f"{snapshot.max_bytes} (--max-snapshot-bytes raises it)")
+        st = snapshot.path.stat()
+        if st.st_size > snapshot.max_bytes:
+            return SnapshotResult("", None, f"{snapshot.path}: {st.st_size} bytes, over the snapshot limit "
+                                            f"of {snapshot.max_bytes} (--max-snapshot-bytes raises it)")
         data = snapshot.path.read_bytes()
     except OSError as exc:
         return SnapshotResult("", None, f"{snapshot.path}: unreadable ({exc})")
     sha = hashlib.sha256(data).hexdigest()
+    read_as = tuple(signature(st))
+    if entries is not None and (rows := entries.get(sha)) is not None:
+        return SnapshotResult(sha, rows, signature=read_as, cached=True)
     try:
         dense = set(snapshot.dense_tensors)
         rows = [{**layer_row(name, mask, None, values=values, convention=convention, device=device),
@@ -57,7 +67,7 @@ def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
         return SnapshotResult(sha, None, str(exc))
     except ValueError as exc:
         return SnapshotResult(sha, None, f"{snapshot.path}: {exc}")
-    return SnapshotResult(sha, rows)
+    return SnapshotResult(sha, rows, signature=read_as)
 
 
 OnResult = Callable[[object, SnapshotResult], None]
@@ -78,17 +88,18 @@ def _pin_threads() -> None:
 
 
 def compute_local(todo: dict[object, Snapshot], *, convention: str, device: str, workers: int,
-                  on_result: OnResult, progress: bool, layers: str = "sparse") -> None:
+                  on_result: OnResult, progress: bool, layers: str = "sparse",
+                  entries: CacheEntries | None = None) -> None:
     """:func:`compute_snapshot` of every ``todo`` value, in-process or in ``workers`` processes."""
     with _bar(len(todo), progress) as bar:
         if workers <= 1 or len(todo) <= 1:
             for key, snapshot in todo.items():
-                on_result(key, compute_snapshot(snapshot, convention, device, layers))
+                on_result(key, compute_snapshot(snapshot, convention, device, layers, entries))
                 bar.update()
             return
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("forkserver"),
                                  initializer=_pin_threads) as pool:
-            futures = {pool.submit(compute_snapshot, snapshot, convention, device, layers): key
+            futures = {pool.submit(compute_snapshot, snapshot, convention, device, layers, entries): key
                        for key, snapshot in todo.items()}
             try:
                 for future in as_completed(futures):
@@ -126,7 +137,8 @@ def dask_client(client):
 
 
 def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, device: str,
-                    on_result: OnResult, progress: bool, layers: str = "sparse") -> None:
+                    on_result: OnResult, progress: bool, layers: str = "sparse",
+                    entries: CacheEntries | None = None) -> None:
     """:func:`compute_snapshot` of every ``todo`` value as Dask tasks of ``client``'s cluster.
 
     The workers read the snapshot files themselves: they must see the run folders at the same paths
@@ -136,7 +148,7 @@ def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, de
     distributed = _distributed()
     keys = list(todo)
     futures = client.map(compute_snapshot, [todo[k] for k in keys], convention=convention,
-                         device=device, layers=layers, pure=False)
+                         device=device, layers=layers, entries=entries, pure=False)
     where = {future.key: key for future, key in zip(futures, keys)}
     with _bar(len(todo), progress) as bar:
         for future in distributed.as_completed(futures):
