@@ -194,14 +194,18 @@ def test_public_metric_functions_equal_layer_metrics():
     assert sift_graph.spectral_gap_imsg(mask, w) == out["lambda_imsg"]
 
 
-def test_parallel_mask_and_weight_halves_equal_the_serial_result(monkeypatch):
+def test_two_thread_job_pool_equals_the_serial_result(monkeypatch):
     rng = np.random.default_rng(9)
     mask = rng.random((48, 24, 3, 3)) < 0.2
     w = rng.standard_normal(mask.shape)
     serial = sift_graph.layer_metrics(mask, w)
     monkeypatch.setattr(hoang2023a, "PARALLEL_MIN_EDGES", 0)
     monkeypatch.setattr(hoang2023a, "allowed_threads", lambda: 2)
+    pools = []
+    pool_class = hoang2023a.ThreadPoolExecutor
+    monkeypatch.setattr(hoang2023a, "ThreadPoolExecutor", lambda **kw: pools.append(kw) or pool_class(**kw))
     assert repr(sift_graph.layer_metrics(mask, w)) == repr(serial)
+    assert pools == [{"max_workers": 2}]
 
 
 def test_full_graph_rule_holds_at_degree_three_exactly():
