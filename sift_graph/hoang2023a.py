@@ -162,7 +162,7 @@ def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
 
 #: Layers with at least this many edges solve their spectra (whole mask, whole |W⊙M|, stacks of
 #: degree-class Grams) in two threads when the caller allows two BLAS threads: sparse mat-vecs,
-#: Gram products and stacked ``eigvalsh`` release the GIL; BLAS stays single-threaded in each,
+#: Gram products and (all but small) stacked ``eigvalsh`` release the GIL; BLAS stays single-threaded in each,
 #: which is robust on a loaded machine, unlike multi-threaded BLAS on small blocks.
 PARALLEL_MIN_EDGES = 100_000
 

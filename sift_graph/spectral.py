@@ -540,7 +540,7 @@ def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tup
             d = blk.dense()
             g = d.T @ d if blk.tall else d @ d.T  # BLAS syrk; exact in float32 for 0/1 blocks
             stack[j, : len(g), : len(g)] = g
-        ev = np.linalg.eigvalsh(stack)[:, -2:]  # a stack of ≥ 2 runs without the GIL
+        ev = np.linalg.eigvalsh(stack)[:, -2:]  # numpy releases the GIL here, except for small stacks
     s = np.sqrt(np.clip(ev[:, ::-1], 0.0, None))
     out = []
     for blk, sj in zip(blocks, s):
@@ -570,7 +570,8 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
     blocks with a side above ``_BLOCK_MAX_SIDE`` :func:`top2_singular_values`. Non-0/1 blocks are
     scaled by a power of two first; blocks with σ2 < ``RANK_DEFICIENT_RTOL``·σ1 are recomputed by
     SVD. ``executor`` (``concurrent.futures``-like): stacks are submitted to it, largest first, so
-    that they run in parallel (stacks of ≥ 2 and Gram products release the GIL); default: in turn.
+    that they run in parallel (Gram products and all but small stacks release the GIL); default: in
+    turn.
     A block's values depend only on the block, never on the other blocks or the executor.
     """
     executor = executor or _Inline()
