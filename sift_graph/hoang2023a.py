@@ -24,7 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .bipartite import degree_classes, node_counts, touched_columns
-from .spectral import BlockSet, top2_block_sets, top2_singular_values
+from .spectral import top2_singular_values
+from .spectral_blocks import BlockSet, top2_block_sets
 from .threads import allowed_threads, single_threaded_blas_products
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
@@ -75,7 +76,8 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
     else:
         ew, nw_in, nw_out = node_counts(bw)
         if ew:
-            out["lambda_sigma1"], out["lambda_sigma2"] = spectra[1] if spectra else top2_singular_values(bw, device=device)
+            solved = spectra[1] if spectra else top2_singular_values(bw, device=device)
+            out["lambda_sigma1"], out["lambda_sigma2"] = solved
         if ew and ew >= 3 * nw_out and ew > nw_in:
             out["lambda"] = out["lambda_sigma1"] - out["lambda_sigma2"]
             out["full_weighted_narc"] = _mixing(out["lambda_sigma2"], ew, nw_out, nw_in, total_nodes)
@@ -96,7 +98,7 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     ``w_d_left``, ``w_d_right`` (means on the nonzeros of |W⊙M|_g), ``kept`` (in the mean),
     ``weighted_valid``. ``mask_spectrum=False`` skips the mask eigensolves (Δr_g NaN; which
     classes are kept depends only on d, k and o). All classes' spectra, mask and |W⊙M|, are solved
-    together by :func:`sift_graph.spectral.top2_block_sets` (batched per stack size; ``executor``
+    together by :func:`sift_graph.spectral_blocks.top2_block_sets` (batched per stack size; ``executor``
     runs the stacks in parallel).
     """
     _, n_in, n_out = node_counts(bm)

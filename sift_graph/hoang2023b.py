@@ -17,7 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .bipartite import degree_classes, node_counts, touched_columns
-from .spectral import top2_blocks, top2_singular_values
+from .spectral import top2_singular_values
+from .spectral_blocks import top2_blocks
 
 __all__ = ["ramanujan_score", "class_scores", "iterative_mean_spectral_gap", "metrics"]
 
@@ -64,7 +65,7 @@ def class_scores(bs: sp.csr_matrix, *, device: str = "cpu") -> list[dict]:
     """One dict per subgraph of ``find_d_left_regular`` (count ≥ 3, degree ≠ 0), in order of first
     occurrence: ``degree``, ``count``, ``o``, ``valid``, and if valid ``delta_r``, ``delta_r_ub``,
     ``delta_s``, ``delta_s_ub``, ``sigma1``, ``sigma2``, ``ep`` (= o/count). Spectra of all valid
-    subgraphs are solved together by :func:`sift_graph.spectral.top2_blocks`."""
+    subgraphs are solved together by :func:`sift_graph.spectral_blocks.top2_blocks`."""
     classes = [(d, idx) for d, idx in degree_classes(bs) if len(idx) >= 3 and d != 0]
     groups = [idx for _, idx in classes]
     rows = []

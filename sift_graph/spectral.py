@@ -24,13 +24,7 @@ Whole layers (:func:`top2_singular_values`):
 * rank-deficient Grams (σ2 < ``RANK_DEFICIENT_RTOL``·σ1), where a Gram resolves σ2 only to
   ≈ √eps·σ1 (spec §8), are recomputed by dense SVD (``svd``), or ARPACK when too large.
 
-Degree classes (:func:`top2_block_sets`, :func:`top2_blocks`): every row block's Gram of its smaller
-side is written into a zero-padded stack, one per stack size (:func:`_padded_side`, a function of
-the block's side alone), shared by the blocks of every set (the mask's and |W⊙M|'s classes), and
-solved by one batched ``eigvalsh`` call. Zero padding appends exact zero eigenvalues to a positive
-semi-definite Gram, so its top two (clipped at 0, as every route does) are unchanged. Stacks are
-independent jobs: with an executor they run in parallel (``hoang2023a.metrics`` runs them in a
-2-thread pool together with the two whole-layer solves).
+Degree classes: :mod:`sift_graph.spectral_blocks` (many row blocks at once).
 
 Scaling: σ(c·B) = c·σ(B). Non-0/1 matrices are divided by the power of two nearest above their
 largest entry (exact in binary floating point, so every value is bit-identical to the unscaled
@@ -46,9 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg as sla
@@ -56,10 +48,10 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import svds
 
-from .bipartite import _row_entries, dense_rows, touched_columns
+from .bipartite import dense_rows
 from .threads import blas_threads
 
-__all__ = ["top2_singular_values", "top2_blocks", "top2_block_sets", "BlockSet", "record_routes", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
+__all__ = ["top2_singular_values", "record_routes", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
 
 #: Largest smaller side (nodes) solved through a dense Gram; above it, ARPACK on B.
 #: A 4096² float64 Gram is 134 MB and its eigensolve ≈ 2-3 s; svds wins beyond (ecosystem.md §4.2).
@@ -99,10 +91,6 @@ _THREADED_MACS = 1e10
 #: Entries per dense chunk when forming a Gram or a block stack (bounds memory to ~128 MB).
 _CHUNK_ENTRIES = 2**24
 _MAX_DENSE_SVD_ENTRIES = 20_000_000
-#: Class blocks whose smaller side exceeds this go through :func:`top2_singular_values`.
-_BLOCK_MAX_SIDE = 2048
-#: Class blocks with a smaller side up to this are padded to a multiple of 8 (:func:`_padded_side`).
-_PAD_MAX_SIDE = 64
 
 #: Route names taken while :func:`record_routes` is active (None: not recording).
 _route_log: list[str] | None = None
@@ -296,7 +284,8 @@ def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:
 
 def _sparse_step_seconds(b: sp.csr_matrix) -> float:
     """Cost model of one :func:`_lanczos` step on BᵀB: two sparse mat-vecs, reorthogonalisation."""
-    return 2.0 * b.nnz / _RATES["spmv"] + 2.0 * _LANCZOS_MATVECS * b.shape[1] / _RATES["gemv"] + _LANCZOS_STEP_SECONDS
+    reorthogonalisation = 2.0 * _LANCZOS_MATVECS * b.shape[1] / _RATES["gemv"]
+    return 2.0 * b.nnz / _RATES["spmv"] + reorthogonalisation + _LANCZOS_STEP_SECONDS
 
 
 def _gram_step_seconds(m: int) -> float:
@@ -443,179 +432,3 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray, *, device: str = "cpu") ->
         s = np.sort(vals)[::-1][:2]
     s = _unscale(np.asarray(s, dtype=np.float64), e)
     return float(s[0]), float(s[1])
-
-
-# ---------------------------------------------------------------- batched row blocks (degree classes)
-@dataclass(frozen=True)
-class BlockSet:
-    """Row blocks ``b[rows]`` (one per entry of ``groups``) for :func:`top2_block_sets`.
-
-    ``binary=True`` (0/1 blocks) forms the Grams in float32, exact for integer counts < 2²⁴;
-    ``touched``: the blocks' :func:`~sift_graph.bipartite.touched_columns`, if known.
-    """
-
-    b: sp.csr_matrix
-    groups: Sequence[np.ndarray]
-    binary: bool = False
-    touched: Sequence[int] | np.ndarray | None = None
-
-
-def _padded_side(side: int) -> int:
-    """The stack size a block of smaller side ``side`` is solved in: a function of the side alone, so
-    a block's values never depend on which other blocks share its call. Up to 64: the next multiple
-    of 8 (few calls for many small blocks); above: the side itself (no padding flops)."""
-    return side if side > _PAD_MAX_SIDE else -(-side // 8) * 8
-
-
-def _row_exponents(b: sp.csr_matrix, binary: bool) -> np.ndarray:
-    """Scale exponent of every row's largest |entry| (0 for 0/1 matrices and empty rows)."""
-    if binary or b.nnz == 0:
-        return np.zeros(b.shape[0], dtype=np.int64)
-    nonempty = np.diff(b.indptr) > 0
-    row_max = np.zeros(b.shape[0])
-    row_max[nonempty] = np.maximum.reduceat(np.abs(b.data), b.indptr[:-1][nonempty])
-    return np.frexp(row_max)[1].astype(np.int64)
-
-
-def _block_exponent(row_exps: np.ndarray, rows: np.ndarray) -> int:
-    """Scale exponent of a block (its rows' largest), 0 while no scaling is needed."""
-    if not len(rows):
-        return 0
-    e = int(row_exps[rows].max())
-    return e if abs(e) > _SAFE_EXPONENT else 0
-
-
-@dataclass(frozen=True)
-class _Block:
-    """One block to solve in a stack: ``b[rows]`` scaled by 2⁻ᵉ, Gram over columns if ``tall``.
-
-    ``flat``/``values``: the block's entries as positions in its dense ``k × n_cols`` array and their
-    values (computed for all blocks of a set at once, :func:`_block_entries`), so that filling the
-    dense block is one numpy scatter, which runs without the GIL.
-    """
-
-    key: tuple[int, int]  # (set, group)
-    shape: tuple[int, int]
-    flat: np.ndarray
-    values: np.ndarray
-    tall: bool
-    e: int
-    binary: bool
-
-    def dense(self) -> np.ndarray:
-        """The block as a dense array (touched columns only if tall), scaled; float32 if 0/1."""
-        d = np.zeros(self.shape[0] * self.shape[1], dtype=np.float32 if self.binary else np.float64)
-        d[self.flat] = np.ldexp(self.values, -self.e) if self.e else self.values
-        d = d.reshape(self.shape)
-        return d[:, d.any(axis=0)] if self.tall else d
-
-
-def _block_entries(b: sp.csr_matrix, groups: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For row blocks ``b[rows]`` of every group: dense positions (row in block·n_cols + column) and
-    values of their entries in block order, and each block's slice bounds in those arrays."""
-    sizes = np.array([len(g) for g in groups], dtype=np.int64)
-    rows = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if len(groups) else sizes
-    offsets, lengths = _row_entries(b, rows)
-    row_in_block = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    flat = np.repeat(row_in_block * b.shape[1], lengths) + b.indices[offsets]
-    row_bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return flat, b.data[offsets], row_bounds[np.concatenate([[0], np.cumsum(sizes)])]
-
-
-def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tuple[int, int], np.ndarray]]:
-    """Top two singular values of each block: its Gram zero-padded to ``side`` in one stack, one batched
-    ``eigvalsh`` (numpy on the CPU, torch on a device); SVD for rank-deficient blocks."""
-    if _use_torch(device):
-        import torch
-
-        stack = torch.zeros((len(blocks), side, side), dtype=torch.float64, device=device)
-        for j, blk in enumerate(blocks):
-            d = torch.from_numpy(blk.dense()).to(device=device, dtype=torch.float64)
-            g = d.T @ d if blk.tall else d @ d.T
-            stack[j, : len(g), : len(g)] = g
-        ev = torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()
-    else:
-        stack = np.zeros((len(blocks), side, side))
-        for j, blk in enumerate(blocks):
-            d = blk.dense()
-            g = d.T @ d if blk.tall else d @ d.T  # BLAS syrk; exact in float32 for 0/1 blocks
-            stack[j, : len(g), : len(g)] = g
-        ev = np.linalg.eigvalsh(stack)[:, -2:]  # numpy releases the GIL here, except for small stacks
-    s = np.sqrt(np.clip(ev[:, ::-1], 0.0, None))
-    out = []
-    for blk, sj in zip(blocks, s):
-        if sj[1] < RANK_DEFICIENT_RTOL * sj[0]:
-            _note("svd")
-            sj = np.concatenate([np.linalg.svd(blk.dense().astype(np.float64), compute_uv=False), [0.0]])[:2]
-        out.append((blk.key, _unscale(sj, blk.e)))
-    return out
-
-
-class _Inline:
-    """The executor interface run in the calling thread (no pool)."""
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
-def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=None) -> list[np.ndarray]:
-    """``(σ1, σ2)`` of every row block of every set: one array of shape ``(len(set.groups), 2)`` per set.
-
-    Blocks are solved through the Gram of their smaller side (columns without an entry dropped).
-    Blocks of every set that share a stack size (:func:`_padded_side`) share one zero-padded stack
-    and one batched ``eigvalsh`` call; zero padding appends exact zero eigenvalues to a positive
-    semi-definite Gram, so its top two are unchanged. One-row/one-column blocks use the closed form,
-    blocks with a side above ``_BLOCK_MAX_SIDE`` :func:`top2_singular_values`. Non-0/1 blocks are
-    scaled by a power of two first; blocks with σ2 < ``RANK_DEFICIENT_RTOL``·σ1 are recomputed by
-    SVD. ``executor`` (``concurrent.futures``-like): stacks are submitted to it, largest first, so
-    that they run in parallel (Gram products and all but small stacks release the GIL); default: in
-    turn.
-    A block's values depend only on the block, never on the other blocks or the executor.
-    """
-    executor = executor or _Inline()
-    outs = [np.zeros((len(bs.groups), 2)) for bs in sets]
-    by_side: dict[int, list[_Block]] = {}
-    for si, bs in enumerate(sets):
-        if not len(bs.groups):
-            continue
-        b = bs.b
-        binary = bs.binary and max(b.shape) < 2**24
-        lens = np.array([len(g) for g in bs.groups], dtype=np.int64)
-        touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
-        sides = np.minimum(lens, touched)
-        row_exps = _row_exponents(b, binary)
-        flat, values, bounds = _block_entries(b, bs.groups)
-        for i, g in enumerate(bs.groups):
-            e = _block_exponent(row_exps, g)
-            if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm
-                _note("closed-form")
-                outs[si][i] = _unscale(np.array([np.linalg.norm(np.ldexp(dense_rows(b, g), -e)), 0.0]), e)
-            elif sides[i] > _BLOCK_MAX_SIDE:
-                outs[si][i] = top2_singular_values(b[g], device=device)
-            elif sides[i] > 1:
-                lo, hi = bounds[i], bounds[i + 1]
-                blk = _Block((si, i), (int(lens[i]), b.shape[1]), flat[lo:hi], values[lo:hi],
-                             bool(lens[i] > touched[i]), e, binary)
-                by_side.setdefault(_padded_side(int(sides[i])), []).append(blk)
-    if by_side:
-        _note("blocks")
-    jobs = []
-    for side in sorted(by_side, reverse=True):  # largest first: the pool ends evenly loaded
-        per_call = max(1, _CHUNK_ENTRIES // (side * side))
-        blocks = by_side[side]
-        for start in range(0, len(blocks), per_call):
-            jobs.append(executor.submit(_solve_stack, blocks[start : start + per_call], side, device))
-    for job in jobs:
-        for (si, i), sv in job.result():
-            outs[si][i] = sv
-    return outs
-
-
-def top2_blocks(b: sp.csr_matrix, groups: Sequence[np.ndarray], *, binary: bool = False,
-                device: str = "cpu", touched: np.ndarray | None = None) -> np.ndarray:
-    """``(σ1, σ2)`` of each row block ``b[rows]`` (the degree classes), shape ``(len(groups), 2)``;
-    :func:`top2_block_sets` for one set. No component split (a class's values are compared at
-    1e-9·σ1)."""
-    return top2_block_sets([BlockSet(b, groups, binary, touched)], device=device)[0]

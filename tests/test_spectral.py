@@ -10,9 +10,10 @@ import scipy.sparse as sp
 import torch
 
 import sift_graph
-from sift_graph import spectral, threads
+from sift_graph import spectral, spectral_blocks, threads
 from sift_graph.bipartite import degree_classes, dense_rows
-from sift_graph.spectral import record_routes, top2_blocks, top2_singular_values
+from sift_graph.spectral import record_routes, top2_singular_values
+from sift_graph.spectral_blocks import top2_blocks
 
 
 def svd_top2(a: np.ndarray) -> np.ndarray:
@@ -234,13 +235,13 @@ def test_blocks_share_stacks_and_their_values_do_not_depend_on_the_company(monke
     bit-identical to the block solved alone, and to the sets solved apart, in a 2-thread pool too."""
     b, bw, groups = class_blocks(seed=13)
     calls = []
-    solve = spectral._solve_stack
-    monkeypatch.setattr(spectral, "_solve_stack", lambda blocks, side, dev: calls.append(side) or solve(blocks, side, dev))
-    sets = [spectral.BlockSet(b, groups, True), spectral.BlockSet(bw, groups, False)]
-    together = spectral.top2_block_sets(sets)
+    solve = spectral_blocks._solve_stack
+    monkeypatch.setattr(spectral_blocks, "_solve_stack", lambda blocks, side, dev: calls.append(side) or solve(blocks, side, dev))
+    sets = [spectral_blocks.BlockSet(b, groups, True), spectral_blocks.BlockSet(bw, groups, False)]
+    together = spectral_blocks.top2_block_sets(sets)
     assert len(calls) < len(groups)  # 2·len(groups) blocks
     with ThreadPoolExecutor(2) as pool:
-        pooled = spectral.top2_block_sets(sets, executor=pool)
+        pooled = spectral_blocks.top2_block_sets(sets, executor=pool)
     for m, binary, joint, in_pool in ((b, True, together[0], pooled[0]), (bw, False, together[1], pooled[1])):
         np.testing.assert_array_equal(joint, top2_blocks(m, groups, binary=binary))
         np.testing.assert_array_equal(joint, in_pool)
@@ -251,12 +252,12 @@ def test_blocks_share_stacks_and_their_values_do_not_depend_on_the_company(monke
 def test_zero_padding_does_not_change_the_top_two():
     """A block's Gram zero-padded in its stack: an all-ones 2×5 block (σ = √10, 0) in an 8×8 stack,
     and random blocks of every side up to the padding limit against dense SVD."""
-    ones = spectral._Block((0, 0), (2, 5), np.arange(10), np.ones(10), False, 0, True)
-    (_, s), = spectral._solve_stack([ones], spectral._padded_side(2), "cpu")
-    assert spectral._padded_side(2) == 8
+    ones = spectral_blocks._Block((0, 0), (2, 5), np.arange(10), np.ones(10), False, 0, True)
+    (_, s), = spectral_blocks._solve_stack([ones], spectral_blocks._padded_side(2), "cpu")
+    assert spectral_blocks._padded_side(2) == 8
     np.testing.assert_allclose(s, [np.sqrt(10.0), 0.0], atol=1e-12)
     rng = np.random.default_rng(19)
-    for side in range(2, spectral._PAD_MAX_SIDE + 2):
+    for side in range(2, spectral_blocks._PAD_MAX_SIDE + 2):
         a = sp.csr_matrix((rng.random((side, 3 * side)) < 0.3) * rng.random((side, 3 * side)))
         a = a[np.flatnonzero(np.diff(a.indptr))]
         ref = svd_top2(a.toarray())
