@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .validation import check_layer, check_weight
 
 __all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts",
-           "dense_rows", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
+           "dense_rows", "row_block_entries", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -151,15 +151,25 @@ def _row_entries(b: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     return offsets, lengths
 
 
-def dense_rows(b: sp.csr_matrix, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """``b[rows]`` as a dense array (len(rows) × n_cols), gathered straight from the CSR arrays
-    (no intermediate sparse objects: degree classes are many and small)."""
-    n_cols = b.shape[1]
-    out = np.zeros((len(rows), n_cols), dtype=dtype)
+def row_block_entries(b: sp.csr_matrix, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of the row blocks ``b[rows]`` of every group, gathered straight from the CSR arrays:
+    their positions in each block's dense ``len(rows) × n_cols`` array (C order), their values, and
+    each block's slice bounds in those two arrays (no sparse objects: degree classes are many and
+    small)."""
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    rows = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if len(groups) else sizes
     offsets, lengths = _row_entries(b, rows)
-    if len(offsets):
-        flat = np.repeat(np.arange(0, len(rows) * n_cols, n_cols), lengths) + b.indices[offsets]
-        out.reshape(-1)[flat] = b.data[offsets]
+    row_in_block = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    flat = np.repeat(row_in_block * b.shape[1], lengths) + b.indices[offsets]
+    row_bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return flat, b.data[offsets], row_bounds[np.concatenate([[0], np.cumsum(sizes)])]
+
+
+def dense_rows(b: sp.csr_matrix, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``b[rows]`` as a dense array (len(rows) × n_cols) (:func:`row_block_entries` of one block)."""
+    out = np.zeros((len(rows), b.shape[1]), dtype=dtype)
+    flat, values, _ = row_block_entries(b, [rows])
+    out.reshape(-1)[flat] = values
     return out
 
 

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from .bipartite import degree_classes, node_counts, touched_columns
 from .spectral import top2_singular_values
 from .spectral_blocks import BlockSet, top2_block_sets
-from .threads import allowed_threads, single_threaded_blas_products
+from .threads import InlineExecutor, allowed_threads, single_threaded_blas_products
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
 
@@ -176,8 +176,9 @@ def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
 
 @contextlib.contextmanager
 def _pool(parallel: bool):
+    """A 2-thread pool (BLAS single-threaded in it), or the calling thread."""
     if not parallel:
-        yield None
+        yield InlineExecutor()
         return
     with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
         yield pool
@@ -186,12 +187,10 @@ def _pool(parallel: bool):
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu") -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
     with _pool(_parallel(bm, bw, device)) as pool:
-        spectra = None
-        if pool is not None:  # the two whole-layer solves first: the largest jobs
-            jobs = [pool.submit(top2_singular_values, b, device=device) for b in (bm, bw)]
+        # the two whole-layer solves first: the largest jobs
+        jobs = [None if b is None else pool.submit(top2_singular_values, b, device=device) for b in (bm, bw)]
         classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device, executor=pool)
-        if pool is not None:
-            spectra = tuple(job.result() for job in jobs)
+        spectra = tuple(None if job is None else job.result() for job in jobs)
     full = full_graph_score(bm, bw, device=device, spectra=spectra)
     reasons = full.pop("reasons")
     it = iterative_mean_score(classes, bw is not None)

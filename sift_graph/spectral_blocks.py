@@ -14,15 +14,15 @@ Grams only for 0/1 blocks, power-of-two scaling, SVD below ``RANK_DEFICIENT_RTOL
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import _row_entries, dense_rows, touched_columns
+from .bipartite import dense_rows, row_block_entries, touched_columns
 from .spectral import (_CHUNK_ENTRIES, _SAFE_EXPONENT, RANK_DEFICIENT_RTOL, _note, _unscale, _use_torch,
                        top2_singular_values)
+from .threads import InlineExecutor
 
 __all__ = ["BlockSet", "top2_block_sets", "top2_blocks"]
 
@@ -76,7 +76,8 @@ class _Block:
     """One block to solve in a stack: ``b[rows]`` scaled by 2⁻ᵉ, Gram over columns if ``tall``.
 
     ``flat``/``values``: the block's entries as positions in its dense ``k × n_cols`` array and their
-    values (computed for all blocks of a set at once, :func:`_block_entries`), so that filling the
+    values (computed for all blocks of a set at once, :func:`~sift_graph.bipartite.row_block_entries`), so
+    that filling the
     dense block is one numpy scatter, which runs without the GIL.
     """
 
@@ -94,18 +95,6 @@ class _Block:
         d[self.flat] = np.ldexp(self.values, -self.e) if self.e else self.values
         d = d.reshape(self.shape)
         return d[:, d.any(axis=0)] if self.tall else d
-
-
-def _block_entries(b: sp.csr_matrix, groups: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For row blocks ``b[rows]`` of every group: dense positions (row in block·n_cols + column) and
-    values of their entries in block order, and each block's slice bounds in those arrays."""
-    sizes = np.array([len(g) for g in groups], dtype=np.int64)
-    rows = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if len(groups) else sizes
-    offsets, lengths = _row_entries(b, rows)
-    row_in_block = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    flat = np.repeat(row_in_block * b.shape[1], lengths) + b.indices[offsets]
-    row_bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return flat, b.data[offsets], row_bounds[np.concatenate([[0], np.cumsum(sizes)])]
 
 
 def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tuple[int, int], np.ndarray]]:
@@ -137,15 +126,6 @@ def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tup
     return out
 
 
-class _Inline:
-    """The executor interface run in the calling thread (no pool)."""
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
-
-
 def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=None) -> list[np.ndarray]:
     """``(σ1, σ2)`` of every row block of every set: one array of shape ``(len(set.groups), 2)`` per set.
 
@@ -160,7 +140,7 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
     turn.
     A block's values depend only on the block, never on the other blocks or the executor.
     """
-    executor = executor or _Inline()
+    executor = executor or InlineExecutor()
     outs = [np.zeros((len(bs.groups), 2)) for bs in sets]
     by_side: dict[int, list[_Block]] = {}
     for si, bs in enumerate(sets):
@@ -172,7 +152,7 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
         touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
         sides = np.minimum(lens, touched)
         row_exps = _row_exponents(b, binary)
-        flat, values, bounds = _block_entries(b, bs.groups)
+        flat, values, bounds = row_block_entries(b, bs.groups)
         for i, g in enumerate(bs.groups):
             e = _block_exponent(row_exps, g)
             if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm

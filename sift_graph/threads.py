@@ -8,10 +8,11 @@ dense products may go back up to the thread count the *caller* had (:func:`blas_
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import Future
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["metric_threads", "allowed_threads", "single_threaded_blas_products", "blas_threads"]
+__all__ = ["metric_threads", "allowed_threads", "single_threaded_blas_products", "blas_threads", "InlineExecutor"]
 
 _CONTROLLER = ThreadpoolController()
 #: BLAS threads a large product may use inside :func:`metric_threads` (the caller's own limit).
@@ -55,3 +56,12 @@ def blas_threads(n: int | None = 1):
     """Context manager limiting BLAS/OpenMP threads to ``n`` (``None``: as many as the caller of
     :func:`metric_threads` allowed)."""
     return _CONTROLLER.limit(limits=_allowed_threads if n is None else n)
+
+
+class InlineExecutor:
+    """The ``concurrent.futures`` executor interface, run in the calling thread (no pool)."""
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
