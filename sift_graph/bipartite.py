@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .validation import check_layer, check_weight
 
 __all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts",
-           "dense_rows", "row_block_entries", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
+           "dense_rows", "row_block_entries", "structure", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -211,11 +211,17 @@ def masked_values_biadjacencies(mask: np.ndarray, values: np.ndarray) -> tuple[s
     return _split(_inputs_csr(mask.reshape(n_out, n_in), lambda flat: np.abs(values).astype(np.float64)))
 
 
+def structure(b: sp.csr_matrix) -> sp.csr_matrix:
+    """``b``'s stored entries as ones (0/1 CSR sharing ``b``'s index arrays)."""
+    ones = sp.csr_matrix((np.ones(b.nnz), b.indices, b.indptr), shape=b.shape)
+    ones.has_sorted_indices = b.has_sorted_indices
+    return ones
+
+
 def _split(bw: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """The mask's biadjacency (B's structure, ones) and ``|W⊙M|`` (kept weights of exactly 0 are no edge)."""
     n_in, n_out = bw.shape
-    bm = sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=(n_in, n_out))
-    bm.has_sorted_indices = True
+    bm = structure(bw)
     if not np.all(bw.data):
         bw = sp.csr_matrix((bw.data, bw.indices.copy(), bw.indptr.copy()), shape=(n_in, n_out))
         bw.eliminate_zeros()

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .validation import to_numpy
+
 MASK_SUFFIX = "_mask"
 PARAMETRIZED = ".parametrizations.weight.original"
 GPT2_CONV1D = ("c_attn", "c_fc", "c_proj")  # transformers.pytorch_utils.Conv1D in GPT-2
@@ -43,12 +45,8 @@ class CheckpointLayers:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch.Tensor without importing torch
-        x = x.detach().cpu()
-        x = x.float() if str(x.dtype) in ("torch.bfloat16", "torch.float16") else x
-        x = x.numpy()
-    return np.asarray(x)
+def _np(x: Any, name: str = "tensor") -> np.ndarray:
+    return np.asarray(to_numpy(x, name=name))
 
 
 def _matches(module: str, patterns: Sequence[str]) -> bool:
@@ -78,9 +76,9 @@ def read_layers(state_dict: Mapping[str, Any], *, masks: Mapping | None = None,
             if weight is None:
                 out.skipped[name] = f"mask {key} without a weight {name} or {name}_orig"
                 continue
-            mask = _np(value)
+            mask = _np(value, key)
             if name + "_orig" in state_dict and name not in state_dict:
-                weight = _np(weight) * (mask != 0)  # torch.nn.utils.prune: weight = orig * mask
+                weight = _np(weight, name) * (mask != 0)  # torch.nn.utils.prune: weight = orig * mask
             _add(out, state_dict, name, mask, weight, transposed, standard)
         elif key.endswith(PARAMETRIZED):
             module = key[: -len(PARAMETRIZED)]
@@ -91,9 +89,10 @@ def read_layers(state_dict: Mapping[str, Any], *, masks: Mapping | None = None,
                                      "model.state_dict() does not save FakeSparsity masks; pass "
                                      "masks=sparsifier.state_dict() (or save both in one checkpoint)")
                 continue
-            _add(out, state_dict, name, _np(mask), _np(value) * (_np(mask) != 0), transposed, standard)
+            mask = _np(mask, name + " mask")
+            _add(out, state_dict, name, mask, _np(value, key) * (mask != 0), transposed, standard)
         elif not has_masks and key.endswith("weight") and getattr(value, "ndim", 0) >= 2:
-            weight = _np(value)
+            weight = _np(value, key)
             if np.issubdtype(weight.dtype, np.floating) and (weight == 0).any():
                 _add(out, state_dict, key, weight != 0, weight, transposed, standard)
     return out
@@ -103,7 +102,7 @@ def _add(out: CheckpointLayers, state: Mapping[str, Any], name: str, mask: np.nd
          transposed: Sequence[str], standard: Sequence[str]) -> None:
     """Check one layer's layout and shapes; add it to ``out.layers`` or its reason to ``out.skipped``."""
     module = name.rpartition(".")[0]
-    weight = _np(weight)
+    weight = _np(weight, name)
     if mask.shape != weight.shape:
         out.skipped[name] = f"mask shape {mask.shape} != weight shape {weight.shape}"
         return
@@ -117,7 +116,7 @@ def _add(out: CheckpointLayers, state: Mapping[str, Any], name: str, mask: np.nd
         weight, mask = np.swapaxes(weight, 0, 1), np.swapaxes(mask, 0, 1)
     elif not _matches(module, standard):
         bias = state.get(module + ".bias")
-        n_bias = None if bias is None else _np(bias).size
+        n_bias = None if bias is None else _np(bias, module + ".bias").size
         if n_bias is not None and n_bias != weight.shape[0] and n_bias == weight.shape[1]:
             out.skipped[name] = (f"looks transposed: bias has {n_bias} entries = weight.shape[1] (layout "
                                  f"(in, out) as Hugging Face Conv1D or ConvTranspose); pass "

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import hoang2023a, hoang2023b
-from .bipartite import layer_biadjacencies, layer_dims, masked_values_biadjacencies
+from .bipartite import layer_biadjacencies, layer_dims, masked_values_biadjacencies, structure
 from .threads import metric_threads
 from .validation import check_device, check_layer
 
@@ -115,7 +115,7 @@ def _metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, shape: tuple[int, ...]
     if convention == "hoang2023a":
         out = hoang2023a.metrics(bm, bw, device=device)
     else:
-        bs = bm if bw is None else sp.csr_matrix((np.ones(bw.nnz), bw.indices, bw.indptr), shape=bw.shape)
+        bs = bm if bw is None or bw.nnz == bm.nnz else structure(bw)  # |W⊙M|'s nonzeros ⊆ the mask's
         out = hoang2023b.metrics(bs, device=device)
     out = {"n_in": n_in, "n_out": n_out, **out}
     overflow = [k for k, v in out.items() if isinstance(v, float) and math.isinf(v)]

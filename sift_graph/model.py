@@ -49,8 +49,9 @@ def layer_row(name: str, mask: Any, weight: Any, *, convention: str, device: str
         metrics = layer_metrics(m, weight, convention=convention, device=device)
     else:
         metrics = masked_layer_metrics(m, values, convention=convention, device=device)
-    return {"layer": name, "shape": "x".join(str(s) for s in m.shape),
-            "density": float(np.count_nonzero(m)) / m.size, **metrics}
+    active = np.count_nonzero(m) if values is None else values.size  # one value per active entry
+    return {"layer": name, "shape": "x".join(str(s) for s in m.shape), "density": float(active) / m.size,
+            **metrics}
 
 
 def model_metrics(layers: Mapping[str, Any], *, convention: str = "hoang2023a") -> pd.DataFrame:

@@ -20,6 +20,7 @@ from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
 from .files import atomic_write_bytes
+from .stats import final_rows, spearman_ci
 
 ACC_LABEL = "Test accuracy (%)"
 SYMBOLS = {
@@ -232,7 +233,7 @@ def select_snapshots(summary: pd.DataFrame, which: str = "all") -> pd.DataFrame:
     if which == "all" or summary.empty:
         return summary
     if which == "final":
-        return summary.loc[summary.groupby("run")["step"].idxmax()]
+        return final_rows(summary)
     return summary[summary["snapshot_reason"].isin(["init", "epoch_end", "final"])]
 
 
@@ -284,8 +285,6 @@ def metric_vs_accuracy(final: pd.DataFrame, metric: str = "lambda_imsg", acc: st
     """Final layer-mean ``metric`` against final accuracy, one point per sparse run, with Spearman ρ and
     its bootstrap 95 % interval; hollow markers: the layer mean covers fewer than all layers
     (``n_valid_<metric>`` < ``n_layers``), labelled with the count."""
-    from .stats import spearman_ci
-
     fig = Figure(figsize=(5.6, 4.4), layout="constrained")
     ax = fig.add_subplot()
     data = final[final.get("sparsity", pd.Series(1.0, index=final.index)) > 0]

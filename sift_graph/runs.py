@@ -101,11 +101,12 @@ class Snapshot:
         """:meth:`iter_tensors` as stored: ``(name, mask, values)``, ``values`` the float32 weights at
         the mask's nonzeros in C order (what :func:`sift_graph.layer.masked_layer_metrics` takes)."""
         with _snapshot_errors(self.path), open_npz(self.path if data is None else data) as zf:
-            _check_size(zf, self.tensors + self.dense_tensors, self.path, self.max_bytes)
+            names = set(zf.namelist())
+            shapes = _check_size(zf, self.tensors + self.dense_tensors, self.path, self.max_bytes, names)
             for name in self.tensors:
-                yield (name, *_decode_tensor(zf, name, self.path, self.max_bytes))
+                yield (name, *_decode_tensor(zf, name, shapes[name], self.path, self.max_bytes, names))
             for name in self.dense_tensors if dense else ():
-                yield (name, *_decode_dense(zf, name, self.path, self.max_bytes))
+                yield (name, *_decode_dense(zf, name, shapes[name], self.path, self.max_bytes, names))
 
     def load(self, data: bytes | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{name: (mask, weight)}``: bool mask and float32 weight in PyTorch layout, weight 0 off-mask."""
@@ -238,16 +239,21 @@ def _check_meta(meta, file: Path) -> dict:
             "reason": reason, "tensors": tuple(tensors), "dense_tensors": tuple(dense)}
 
 
-def _check_size(zf: zipfile.ZipFile, tensors, file: Path, max_bytes: int) -> None:
-    """Refuse a snapshot whose members' declared sizes plus decoded tensors exceed ``max_bytes``."""
+def _check_size(zf: zipfile.ZipFile, tensors, file: Path, max_bytes: int,
+                names: set[str] | None = None) -> dict[str, tuple[int, ...]]:
+    """Refuse a snapshot whose members' declared sizes plus decoded tensors exceed ``max_bytes``;
+    return the tensors' checked shapes (``names``: the archive's member names, if known)."""
+    names = set(zf.namelist()) if names is None else names
     size = declared_bytes(zf)
-    for name in tensors:
-        size += DECODED_BYTES_PER_ELEMENT * math.prod(_read_shape(zf, name, file))
+    shapes = {name: _read_shape(zf, name, file, names) for name in tensors}
+    for shape in shapes.values():
+        size += DECODED_BYTES_PER_ELEMENT * math.prod(shape)
     if size > max_bytes:
         raise RunFormatError(
             f"{file}: snapshot would take {size} bytes decoded, over the limit of {max_bytes} "
             f"(derived from config.json's sparse_tensors and dense_tensors shapes; "
             f"--max-snapshot-bytes raises it)")
+    return shapes
 
 
 @contextlib.contextmanager
@@ -262,21 +268,23 @@ def _snapshot_errors(file: Path):
         raise RunFormatError(f"{file}: corrupt or truncated snapshot ({exc})") from None
 
 
-def _read_text(file: Path, limit: int) -> str:
-    size = file.stat().st_size
+def _check_file_size(file: Path, limit: int) -> None:
+    """A :class:`RunFormatError` if ``file`` is over ``limit`` bytes or cannot be stat'ed."""
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        raise RunFormatError(f"{file}: unreadable ({exc})") from None
     if size > limit:
         raise RunFormatError(f"{file}: {size} bytes, over the limit of {limit} for this file")
-    return file.read_text()
 
 
 def _read_config(file: Path) -> dict:
     if not file.is_file():
         raise RunFormatError(f"{file}: missing (every run folder needs a config.json)")
+    _check_file_size(file, CONFIG_MAX_BYTES)
     try:
-        meta = json.loads(_read_text(file, CONFIG_MAX_BYTES))
+        meta = json.loads(file.read_text())
     except (OSError, ValueError, RecursionError) as exc:
-        if isinstance(exc, RunFormatError):
-            raise
         raise RunFormatError(f"{file}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RunFormatError(f"{file}: not a sift run config (expected \"format\": \"{FORMAT}\")")
@@ -310,14 +318,10 @@ def _read_metrics(file: Path) -> pd.DataFrame:
     """``metrics.csv``; an empty frame with the documented header if the run has not evaluated yet."""
     if not file.is_file():
         return pd.DataFrame({c: pd.Series(dtype=float) for c in METRICS_COLUMNS})
+    _check_file_size(file, METRICS_MAX_BYTES)
     try:
-        size = file.stat().st_size
-        if size > METRICS_MAX_BYTES:
-            raise RunFormatError(f"{file}: {size} bytes, over the limit of {METRICS_MAX_BYTES} for this file")
         df = pd.read_csv(file)
     except (OSError, ValueError) as exc:
-        if isinstance(exc, RunFormatError):
-            raise
         raise RunFormatError(f"{file}: unreadable CSV ({exc})") from None
     missing = [c for c in ("step", "test_acc") if c not in df.columns]
     if missing:
@@ -333,9 +337,9 @@ def _read_metrics(file: Path) -> pd.DataFrame:
     return df
 
 
-def _read_shape(zf: zipfile.ZipFile, name: str, file: Path) -> tuple[int, ...]:
+def _read_shape(zf: zipfile.ZipFile, name: str, file: Path, names: set[str]) -> tuple[int, ...]:
     key = f"{name}/shape"
-    if f"{key}.npy" not in zf.namelist():
+    if f"{key}.npy" not in names:
         raise RunFormatError(f"{file}: tensor {name}: missing {key}")
     shape = read_member(zf, key, max_bytes=1024 + 8 * _MAX_DIMS)
     if shape.ndim != 1 or shape.dtype.kind not in "iu" or not 1 <= shape.size <= _MAX_DIMS or not (shape > 0).all():
@@ -343,13 +347,13 @@ def _read_shape(zf: zipfile.ZipFile, name: str, file: Path) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def _decode_tensor(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unpack one tensor (``<name>/shape``, ``/mask``, ``/values``) and check it (run-format.md):
-    the bool mask and the float32 values at its nonzeros (C order)."""
-    missing = [k for k in (f"{name}/mask", f"{name}/values") if f"{k}.npy" not in zf.namelist()]
+def _decode_tensor(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...], file: Path, max_bytes: int,
+                   names: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Unpack one tensor (``<name>/mask``, ``/values``, of the checked ``shape``) and check it
+    (run-format.md): the bool mask and the float32 values at its nonzeros (C order)."""
+    missing = [k for k in (f"{name}/mask", f"{name}/values") if f"{k}.npy" not in names]
     if missing:
         raise RunFormatError(f"{file}: tensor {name}: missing {', '.join(missing)}")
-    shape = _read_shape(zf, name, file)
     bits = read_member(zf, f"{name}/mask", max_bytes=max_bytes)
     numel = math.prod(shape)
     if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != (numel + 7) // 8:
@@ -376,10 +380,11 @@ def _read_values(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int, cou
     return values
 
 
-def _decode_dense(zf: zipfile.ZipFile, name: str, file: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """One dense weight (``<name>/shape``, ``/values``: every entry) as an all-True mask and its values."""
-    if f"{name}/values.npy" not in zf.namelist():
+def _decode_dense(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...], file: Path, max_bytes: int,
+                  names: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One dense weight (``<name>/values``: every entry of the checked ``shape``) as an all-True mask
+    and its values."""
+    if f"{name}/values.npy" not in names:
         raise RunFormatError(f"{file}: dense tensor {name}: missing {name}/values")
-    shape = _read_shape(zf, name, file)
     values = _read_values(zf, name, file, max_bytes, math.prod(shape), "entries of the dense weight")
     return np.ones(shape, dtype=bool), values.astype(np.float32, copy=False)

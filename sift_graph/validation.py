@@ -13,15 +13,10 @@ import numpy as np
 __all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer", "check_device"]
 
 
-def as_layer_array(x: Any, *, name: str = "tensor") -> np.ndarray:
-    """Return ``x`` (numpy array, torch tensor or nested sequence) as a real ndarray.
-
-    Raises
-    ------
-    ValueError
-        If ``x`` is not 2-D (Linear) or 4-D (Conv2d), is complex, or cannot be converted.
-    """
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
+def to_numpy(x: Any, *, name: str = "tensor") -> Any:
+    """A torch tensor (found without importing torch) as a numpy array on the CPU: dense, and
+    float32 for half precision; anything else unchanged. ``ValueError`` for a meta tensor."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
         if getattr(x, "is_meta", False):
             raise ValueError(f"{name}: a tensor on the meta device has no values (shape {tuple(x.shape)}); "
                              "materialise it (e.g. load the state dict) first")
@@ -31,6 +26,18 @@ def as_layer_array(x: Any, *, name: str = "tensor") -> np.ndarray:
         if str(x.dtype) in ("torch.bfloat16", "torch.float16"):
             x = x.float()
         x = x.numpy()
+    return x
+
+
+def as_layer_array(x: Any, *, name: str = "tensor") -> np.ndarray:
+    """Return ``x`` (numpy array, torch tensor or nested sequence) as a real ndarray.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 2-D (Linear) or 4-D (Conv2d), is complex, or cannot be converted.
+    """
+    x = to_numpy(x, name=name)
     try:
         arr = np.asarray(x)
     except Exception as exc:  # pragma: no cover - message path only
@@ -91,13 +98,19 @@ def check_layer(mask: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray |
     return m, w
 
 
+def check_device_name(device: Any) -> str:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (whether that device exists is not checked)."""
+    name = str(device) if isinstance(device, str) else None
+    if name is None or (name not in ("cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return name
+
+
 def check_device(device: Any) -> str:
     """``"cpu"`` or a usable CUDA device name (``"cuda"``, ``"cuda:N"``); ``ValueError`` otherwise."""
-    name = str(device)
+    name = check_device_name(str(device))
     if name == "cpu":
         return name
-    if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     import torch
 
     if not torch.cuda.is_available():

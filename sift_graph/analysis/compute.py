@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..model import layer_row
 from ..runs import RunFormatError, Snapshot
 from .cache import CacheEntries, signature
-from .options import DASK_EXTRA, UsageError
+from .options import UsageError, distributed_module
 
 _LIMITS = None  # threadpoolctl limits of a worker process, kept alive for its lifetime
 
@@ -112,13 +112,6 @@ def compute_local(todo: dict[object, Snapshot], *, convention: str, device: str,
                     "cached, retry with fewer jobs") from None
 
 
-def _distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise UsageError(f"the Dask route needs dask.distributed: {DASK_EXTRA}") from None
-    return distributed
-
 
 @contextlib.contextmanager
 def dask_client(client):
@@ -127,7 +120,7 @@ def dask_client(client):
     if not isinstance(client, str):
         yield client
         return
-    distributed = _distributed()
+    distributed = distributed_module()
     try:
         connected = distributed.Client(client, timeout="20s")
     except (OSError, TimeoutError, ValueError) as exc:
@@ -145,7 +138,7 @@ def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, de
     (a shared file system) and have sift installed. Results come back to this process, which alone
     writes the cache and the tables.
     """
-    distributed = _distributed()
+    distributed = distributed_module()
     keys = list(todo)
     futures = client.map(compute_snapshot, [todo[k] for k in keys], convention=convention,
                          device=device, layers=layers, entries=entries, pure=False)

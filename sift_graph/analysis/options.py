@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..layer import CONVENTIONS, layer_metrics
-from ..validation import check_device
+from ..validation import check_device, check_device_name
 
 FORMATS = ("png", "svg", "pdf")
 INVALID_RULES = ("skip", "zero")
@@ -67,6 +66,15 @@ def _positive_int(value, what: str) -> int:
     return int(value)
 
 
+def distributed_module():
+    """``dask.distributed``, or a :class:`UsageError` naming the extra to install."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(f"the Dask route needs dask.distributed: {DASK_EXTRA}") from None
+    return distributed
+
+
 def _check_device(device: str, *, local: bool) -> str:
     """``cpu`` or ``cuda[:N]``; with ``local`` (no cluster) a CUDA device this torch can see
     (:func:`sift_graph.validation.check_device`), else only the name (the workers have the GPUs)."""
@@ -75,9 +83,10 @@ def _check_device(device: str, *, local: bool) -> str:
             return check_device(device)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise UsageError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return device
+    try:
+        return check_device_name(device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_output(out: Path) -> None:
@@ -120,10 +129,7 @@ def make_options(paths, *, out=None, jobs=None, convention="hoang2023a", layers=
     if distributed and jobs is not None:
         raise UsageError("jobs applies to local worker processes; a Dask cluster sets its own workers")
     if isinstance(client, str):
-        try:
-            import distributed as _  # noqa: F401 - only whether it is installed
-        except ImportError:
-            raise UsageError(f"the Dask route needs dask.distributed: {DASK_EXTRA}") from None
+        distributed_module()  # only whether it is installed
     device = _check_device(device, local=not distributed)
     if jobs is None:  # on a GPU one process: the GPU does the parallel work
         jobs = 1 if device != "cpu" else _cores()
