@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -33,6 +31,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import sift_graph
+from _common import blas_kernels, cpu_model  # benchmarks/ is on sys.path when run as a script
 from sift_graph.layer import masked_layer_metrics
 
 SPARSITY = 0.9
@@ -40,18 +39,6 @@ SPARSITY = 0.9
 #: at 128 KiB (docs/analyze.md, "Beyond one machine"); this raises it again for the second Dask row.
 MMAP_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_"
 GOAL_S_PER_SNAPSHOT = 5.0
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; else what the platform module knows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def wide_resnet18_shapes() -> dict[str, tuple[int, ...]]:
@@ -109,7 +96,7 @@ def main() -> None:
         shapes = wide_resnet18_shapes()
         run, t_write = timed(lambda: make_run(root, n, shapes))
         size = sum(f.stat().st_size for f in (run / "snapshots").iterdir()) / 2**20
-        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); sift {sift_graph.__version__}")
+        print(f"CPU: {cpu_model()}; BLAS: {blas_kernels()}; sift {sift_graph.__version__}")
         print(f"wrote {n} snapshots ({size:.0f} MiB, {len(shapes)} sparse tensors, "
               f"{sum(np.prod(s) for s in shapes.values()) / 1e6:.0f} M weights each) in {t_write:.1f} s")
 

@@ -15,6 +15,8 @@ import json
 import subprocess
 import sys
 
+from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
+
 CHILD = r"""
 import json, os, resource, sys, time
 import torch
@@ -53,7 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     base, sift = measure("baseline", args), measure("sift", args)
     param_mb = base["params"] * 4 / 2**20
-    print(f"{args.family} s={args.sparsity} {args.variant}: {base['params']:,} parameters = {param_mb:.0f} MB")
+    print(f"CPU {cpu_model()}; {args.family} s={args.sparsity} {args.variant}: {base['params']:,} parameters "
+          f"= {param_mb:.0f} MB")
     print(f"{'build':<34} {'seconds':>8} {'peak MB':>8} {'x param MB':>11}")
     for name, r in [("baseline: flat tensor + normal_", base), ("sift resnet18_cifar", sift)]:
         print(f"{name:<34} {r['seconds']:>8.2f} {r['peak_mb']:>8.0f} {r['peak_mb'] / param_mb:>11.2f}")

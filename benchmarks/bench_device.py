@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import tempfile
 import time
 
 import torch
+from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
 import torch.multiprocessing as mp
 
 from sift_train.devices import place, resolve_device
@@ -44,17 +44,6 @@ from sift_train.sparse_training import SparseTraining
 from sift_train.steps import StepRunner
 
 SHAPES = {"resnet18": ((3, 32, 32), 100), "cnn": ((1, 8, 8), 10), "mlp": ((1, 8, 8), 10)}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:

@@ -38,11 +38,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
+
+from _common import blas_kernels, cpu_model  # benchmarks/ is on sys.path when run as a script
 
 # name: (PyTorch weight shape, density). Shapes from the issue; masks drawn with default_rng(2024)
 # like metrics.md §11.
@@ -119,29 +120,6 @@ def baseline_layer_metrics(mask: np.ndarray, weight: np.ndarray, dense_first: bo
 
 
 # ---------------------------------------------------------------- one measurement per process
-def cpu_model() -> str:
-    """CPU model name and its widest x86 vector extension (or the machine type elsewhere)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith(("model name", "Model", "CPU part"))), platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
-    return f"{name} ({simd}, {len([ln for ln in info.splitlines() if ln.startswith('processor')])} logical CPUs)"
-
-
-def blas_kernels() -> str:
-    """The BLAS libraries numpy/scipy use and the kernels they run (``OPENBLAS_CORETYPE=Haswell``
-    runs OpenBLAS's AVX2 kernels on an AVX-512 CPU, the closest thing to an AVX2-only machine)."""
-    from threadpoolctl import threadpool_info
-
-    libs = {f"{lib['internal_api']} {lib.get('architecture') or ''}".strip()
-            for lib in threadpool_info() if lib.get("user_api") == "blas"}
-    return ", ".join(sorted(libs)) or "unknown"
-
-
 def worker(case: str, method: str, repeat: int, device: str) -> None:
     import torch  # noqa: F401  (loaded up front, as in any PyTorch session: its import is not timed)
 

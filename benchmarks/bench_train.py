@@ -17,6 +17,8 @@ import time
 import torch
 from torch import nn
 
+from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
+
 from sift_train.counts import active_count
 from sift_train.masking import random_masks
 from sift_train.methods import get_method
@@ -91,7 +93,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cases = [("mlp", (1, 8, 8), "wide", 0.75, 128), ("cnn", (1, 8, 8), "wide", 0.75, 128),
              ("cnn", (1, 8, 8), "parallel", 0.9, 128), ("cnn", (3, 32, 32), "factorized", 0.75, 64)]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.steps} timed steps per mode")
+    print(f"CPU {cpu_model()}, torch {torch.__version__}, {args.threads} thread(s), {args.steps} timed steps per mode")
     head = (f"{'model':<34}{'sparse w':>10}{'unmasked st/s':>15}{'masked st/s':>13}{'overhead':>10}"
             f"{'RigL upd ms':>13}{'upd share ΔT=100':>18}")
     print(head)

@@ -6,7 +6,7 @@ import argparse
 import os
 from dataclasses import fields
 
-from .config import PRESETS, TrainConfig, make_config
+from .config import LR_SCHEDULES, PRESETS, TrainConfig, make_config
 from .datasets import DATASETS
 from .devices import DEVICE_HELP
 from .distributions import DISTRIBUTIONS
@@ -77,7 +77,7 @@ def register(sub) -> None:
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--milestones", type=_milestones, metavar="E1,E2,...", help="LR decay epochs")
     g.add_argument("--lr-gamma", type=float, help="LR factor at each milestone (0.2)")
-    g.add_argument("--lr-schedule", choices=["step", "cosine"], help="step (milestones) or cosine (step)")
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="step (milestones) or cosine (step)")
     g.add_argument("--warmup-epochs", type=float, metavar="E", help="linear LR warm-up epochs (0)")
     g.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps (0: all epochs)")
     g.add_argument("--accumulate", type=int, metavar="N",

@@ -40,7 +40,7 @@ from .flops import as_inputs, count_flops, traced_forward, weight_flops
 from .isoflop import MaskPlan, plan_from_shapes
 from .masking import MASK_SUFFIX, random_masks
 from .sparse_params import mark_sparse, sparse_parameters
-from .transforms import is_depthwise, transform
+from .transforms import default_mid_norm, is_depthwise, transform
 from .widths import check_family, check_sparsity, check_variant, wide_multiplier
 
 TRANSFORMABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -185,8 +185,8 @@ def _member(layer: nn.Module, family: str, s: float, variant: str, rank: int, wh
         return transform(layer, family, s, variant=variant,
                          mid_norm=nn.LayerNorm if tokens else nn.BatchNorm1d,
                          branch_act=None if tokens else nn.ReLU, where=where)
-    bn = nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
-    return transform(layer, family, s, variant=variant, norm=bn if family == "parallel" else None,
+    norm = default_mid_norm(layer) if family == "parallel" else None  # BatchNorm by conv rank
+    return transform(layer, family, s, variant=variant, norm=norm,
                      branch_act=lambda: nn.ReLU(inplace=True), where=where)
 
 

@@ -186,7 +186,7 @@ class SparseTraining:
             self.generator,
         )
         self.masking.set_masks(new, self.optimizer)
-        self.targets = {n: int(m.sum()) for n, m in new.items()}
+        self.targets = self.masking.active_counts()
         self.last_update_step = self.step
 
     @staticmethod

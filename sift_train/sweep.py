@@ -31,12 +31,9 @@ from importlib import resources
 from pathlib import Path
 
 from .config import TrainConfig, make_config
-from .methods import METHODS
-from .models import MODELS
 from .outdir import prepare_folder
 from .rundir import RunDir
 from .runstart import plan_start
-from .widths import FAMILIES
 
 try:
     import tomllib
@@ -78,11 +75,7 @@ class Sweep:
 
     def _make(self, preset, base, values) -> TrainConfig:
         try:
-            cfg = make_config(preset, **{**base, **values})
-            for name, allowed in (("model", MODELS), ("family", FAMILIES), ("method", METHODS)):
-                if getattr(cfg, name) not in allowed:
-                    raise ValueError(f"unknown {name} {getattr(cfg, name)!r}; expected one of {sorted(allowed)}")
-            return cfg
+            return make_config(preset, **{**base, **values})  # TrainConfig checks model, family, method
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.source or 'sweep'}: {exc}") from None
 

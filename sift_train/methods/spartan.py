@@ -154,7 +154,7 @@ class SpartanTraining:
             module.forward = self._forward(name, module)
         shapes = {n: tuple(lay.hard.shape) for n, lay in self.layers.items()}
         self.fractions = erk(shapes, 1 - schedule.density) if budget == "erk" else None
-        self.targets = {n: count_at_density(p.numel(), schedule.density) for n, p in params.items()}
+        self._planned = {n: count_at_density(p.numel(), schedule.density) for n, p in params.items()}
         self.masking = self  # the loop reads .masking.masks / .params / .active_counts()
         optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step())
 
@@ -221,9 +221,14 @@ class SpartanTraining:
             self.freeze()
         if t % self.record_every == 0 or self.frozen:
             self.last_update_step = t
-        self.targets = self.active_counts()
 
     # ---------------------------------------------------------------- reading
+    @property
+    def targets(self) -> dict[str, int]:
+        """Active entries per tensor: the planned counts before the first step, then the masks' own
+        (counted when asked, not after every step: each count is a device sync)."""
+        return self._planned if self.step == 0 else self.active_counts()
+
     @property
     def masks(self) -> dict[str, torch.Tensor]:
         return {n: getattr(lay.module, "weight" + MASK_SUFFIX) for n, lay in self.layers.items()}
