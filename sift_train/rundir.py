@@ -39,6 +39,24 @@ def versions() -> dict[str, str]:
             "torch": torch.__version__, "numpy": np.__version__}
 
 
+def _pack_mask(arrays: dict[str, np.ndarray], name: str, mask) -> np.ndarray:
+    """Add ``<name>/shape`` and the bit-packed ``<name>/mask`` to ``arrays``; return the bool mask."""
+    mask = np.asarray(mask, dtype=bool)
+    arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
+    arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
+    return mask
+
+
+def _csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
+    """``metrics.csv`` content: header ``columns``, one line per row (missing values empty)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _fmt(r.get(k)) for k in columns})
+    return buf.getvalue().encode()
+
+
 def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str,
                     tensors: dict[str, tuple[np.ndarray, np.ndarray]],
                     dense: dict[str, np.ndarray] | None = None) -> bytes:
@@ -48,9 +66,7 @@ def encode_snapshot(step: int, epoch: float, test_acc: float | None, reason: str
         raise ValueError(f"unknown snapshot reason {reason!r}; expected one of {REASONS}")
     arrays: dict[str, np.ndarray] = {}
     for name, (mask, weight) in tensors.items():
-        mask = np.asarray(mask, dtype=bool)
-        arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
-        arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
+        mask = _pack_mask(arrays, name, mask)
         arrays[f"{name}/values"] = np.asarray(weight, dtype=np.float32).reshape(-1)[mask.reshape(-1)]
     dense = dense or {}
     for name, weight in dense.items():
@@ -120,12 +136,7 @@ class RunDir:
         self._write_metrics()
 
     def _write_metrics(self) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for r in self._rows:
-            writer.writerow({k: _fmt(v) for k, v in r.items()})
-        _write(self.path / "metrics.csv", buf.getvalue().encode())
+        _write(self.path / "metrics.csv", _csv_bytes(list(METRICS_COLUMNS), self._rows))
 
     def last_test_acc(self) -> float | None:
         """Test accuracy of the last metrics row written (``None`` if there is none)."""
@@ -145,9 +156,7 @@ class RunDir:
         (``<name>/shape``, ``<name>/mask`` as in snapshots; no weights)."""
         arrays: dict[str, np.ndarray] = {}
         for name, mask in masks.items():
-            mask = np.asarray(mask, dtype=bool)
-            arrays[f"{name}/shape"] = np.asarray(mask.shape, dtype=np.int64)
-            arrays[f"{name}/mask"] = np.packbits(mask.reshape(-1), bitorder="big")
+            _pack_mask(arrays, name, mask)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         with writing(self.masks, "cannot create the folder"):
@@ -260,12 +269,7 @@ class RunWriter:
         row = {"step": int(step), "epoch": step / self.steps_per_epoch, **scalars}
         self._columns += [k for k in row if k not in self._columns]
         self._rows.append(row)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self._columns, lineterminator="\n")
-        writer.writeheader()
-        for r in self._rows:
-            writer.writerow({k: _fmt(r.get(k)) for k in self._columns})
-        _write(self.path / "metrics.csv", buf.getvalue().encode())
+        _write(self.path / "metrics.csv", _csv_bytes(self._columns, self._rows))
 
     def snapshot(self, step: int, model: torch.nn.Module, test_acc: float | None = None, *,
                  reason: str | None = None) -> Path:

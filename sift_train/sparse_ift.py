@@ -40,10 +40,10 @@ from .flops import as_inputs, count_flops, traced_forward, weight_flops
 from .isoflop import MaskPlan, plan_from_shapes
 from .masking import MASK_SUFFIX, random_masks
 from .sparse_params import mark_sparse, sparse_parameters
-from .transforms import default_mid_norm, is_depthwise, transform
+from .transforms import CONVS, default_mid_norm, is_depthwise, transform
 from .widths import check_family, check_sparsity, check_variant, wide_multiplier
 
-TRANSFORMABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
+TRANSFORMABLE = (nn.Linear, *CONVS)
 ISO_FLOP_RTOL = 1e-6  # paper App. A.2: "0.0001 %"
 
 

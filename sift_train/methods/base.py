@@ -63,7 +63,12 @@ def drop_by_magnitude(weight: torch.Tensor, mask: torch.Tensor, drop_fraction: f
     ``DYN:294-311``). Only active entries compete, so an active weight that is exactly 0 is never
     swapped for an inactive position (the cbsparse tie case of sparse-ift.md §2.5 step 2)."""
     n = int(mask.sum())
-    n_keep = n - int(drop_fraction * n)
+    return keep_largest_active(weight, mask, n - int(drop_fraction * n))
+
+
+def keep_largest_active(weight: torch.Tensor, mask: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Bool mask of the ``n_keep`` active entries of ``mask`` with the largest ``|w|`` (inactive
+    entries never compete)."""
     score = weight.detach().abs().flatten().masked_fill(~mask.flatten(), -1.0)
     kept = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
     if n_keep > 0:

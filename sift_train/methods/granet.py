@@ -21,7 +21,7 @@ import math
 import torch
 
 from ..counts import count_at_density
-from .base import MaskMethod, grow_top
+from .base import MaskMethod, grow_top, keep_largest_active
 from .pruning_at_init import global_topk
 
 
@@ -32,11 +32,9 @@ def regenerate(weight: torch.Tensor, grad: torch.Tensor | None, mask: torch.Tens
     q = min(math.ceil(rate * nnz), nnz)
     if q == 0:
         return mask
-    score = weight.detach().abs().flatten().masked_fill(~mask.flatten(), -1.0)
-    kept = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
-    kept[torch.topk(score, nnz - q, sorted=False).indices] = True
+    kept = keep_largest_active(weight, mask, nnz - q)
     grow = torch.zeros_like(weight) if grad is None else grad.abs()
-    return grow_top(kept.reshape(mask.shape), grow, q)
+    return grow_top(kept, grow, q)
 
 
 def global_magnitude_prune(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:

@@ -119,21 +119,34 @@ def force_masks(model: nn.Module, data: ScoringData, k: int, steps: int = FORCE_
     masking, so pruned weights can come back) on a fresh batch, and keeps the top ``N d^{j/steps}``."""
     net = copy.deepcopy(model).train()
     params = sparse_parameters(net)
-    init = {n: p.detach().clone() for n, p in params.items()}
-    total = sum(p.numel() for p in init.values())
-    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in init.items()}
     batches = data.batches()
-    for count in exponential_counts(total, k, steps):
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(init[n] * masks[n])
+
+    def scores(init: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        nonlocal batches
         try:
             x, y = next(batches)
         except StopIteration:
             batches = data.batches()
             x, y = next(batches)
         grads = _loss_grads(net, params, x, y)
-        masks = global_topk({n: (init[n] * g).abs() for n, g in zip(params, grads)}, count)
+        return {n: (init[n] * g).abs() for n, g in zip(params, grads)}
+
+    return _iterative_prune(params, k, steps, scores)
+
+
+def _iterative_prune(params: dict[str, torch.Tensor], k: int, rounds: int,
+                     scores: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Shared loop of FORCE and SynFlow: from all-ones masks, ``rounds`` exponential rounds to ``k``
+    entries; each round sets the weights to ``init ⊙ mask`` and keeps the global top of
+    ``scores(init)``."""
+    init = {n: p.detach().clone() for n, p in params.items()}
+    total = sum(p.numel() for p in init.values())
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in init.items()}
+    for count in exponential_counts(total, k, rounds):
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(init[n] * masks[n])
+        masks = global_topk(scores(init), count)
     return masks
 
 
@@ -165,25 +178,13 @@ def synflow_masks(model: nn.Module, in_shape: tuple[int, ...], k: int,
     """SynFlow (Tanaka et al. 2020, §3.4), data-free: :func:`synflow_scores` with the current mask
     applied (pruned weights score 0 and stay pruned), ``rounds`` exponential rounds to ``k`` entries."""
     net = _synflow_net(model)
-    params = sparse_parameters(net)
-    init = {n: p.detach().clone() for n, p in params.items()}
-    total = sum(p.numel() for p in init.values())
-    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in init.items()}
-    for count in exponential_counts(total, k, rounds):
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(init[n] * masks[n])
-        masks = global_topk(_synflow_round(net, in_shape), count)
-    return masks
+    return _iterative_prune(sparse_parameters(net), k, rounds, lambda init: _synflow_round(net, in_shape))
 
 
 class PruningAtInit(MaskMethod):
     """Base of the four methods: masks chosen by :meth:`initial_masks`, then static training."""
 
     dynamic = False
-
-    def update_one(self, weight, grad, mask, drop_fraction, target, generator):
-        return mask
 
     def initial_masks(self, model: nn.Module, targets: dict[str, int], data: ScoringData) -> dict[str, torch.Tensor]:
         raise NotImplementedError
