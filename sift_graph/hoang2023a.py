@@ -44,20 +44,21 @@ def _mixing(sigma2: float, e: int, n_l: int, n_r: int, total_nodes: int) -> floa
 
 
 def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True,
-                     device: str = "cpu", spectra: tuple | None = None) -> dict:
+                     device: str = "cpu", spectra: tuple | None = None, counts: tuple | None = None) -> dict:
     """Δr and λ of the whole layer (``Ramanujan.full_graph_score``, metrics.md §3.3).
 
     Returns a dict with ``delta_r``, ``lambda``, ``sigma1``, ``sigma2``, ``lambda_sigma1``,
     ``lambda_sigma2``, ``full_narc``, ``full_weighted_narc`` and ``reasons`` (list of str).
     NaN marks an undefined value. ``mask_spectrum=False`` skips the mask's eigensolve (Δr NaN).
     ``device``: where the Gram and eigensolve run (:mod:`sift_graph.spectral`). ``spectra``:
-    ``(σ1, σ2)`` of the mask and of |W⊙M| already computed (:func:`metrics` solves them in a pool).
+    ``(σ1, σ2)`` of the mask and of |W⊙M| already computed (:func:`metrics` solves them in a pool);
+    ``counts``: the mask's :func:`~sift_graph.bipartite.node_counts`, if known.
     """
     out = dict.fromkeys(
         ["delta_r", "lambda", "sigma1", "sigma2", "lambda_sigma1", "lambda_sigma2",
          "full_narc", "full_weighted_narc"], NAN)
     reasons: list[str] = []
-    e, n_in, n_out = node_counts(bm)
+    e, n_in, n_out = counts or node_counts(bm)
     if e == 0:
         out["reasons"] = ["no_edges"]
         return out
@@ -88,7 +89,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
 
 
 def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: bool = True,
-                 device: str = "cpu", executor=None) -> list[dict]:
+                 device: str = "cpu", executor=None, counts: tuple | None = None) -> list[dict]:
     """Per-degree-class terms of ``Ramanujan.iterative_mean_score`` (metrics.md §3.4).
 
     One dict per class with d ≠ 0 and k ≥ 2, in first-occurrence order: ``degree`` (d),
@@ -99,9 +100,9 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     ``weighted_valid``. ``mask_spectrum=False`` skips the mask eigensolves (Δr_g NaN; which
     classes are kept depends only on d, k and o). All classes' spectra, mask and |W⊙M|, are solved
     together by :func:`sift_graph.spectral_blocks.top2_block_sets` (batched per stack size; ``executor``
-    runs the stacks in parallel).
+    runs the stacks in parallel). ``counts``: the mask's :func:`~sift_graph.bipartite.node_counts`.
     """
-    _, n_in, n_out = node_counts(bm)
+    _, n_in, n_out = counts or node_counts(bm)
     total_nodes = n_in + n_out
     classes = [(d, idx) for d, idx in degree_classes(bm) if d != 0 and len(idx) >= 2]
     groups = [idx for _, idx in classes]
@@ -171,7 +172,8 @@ PARALLEL_MIN_EDGES = 100_000
 
 def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
     """Whether a two-thread pool pays off: a large CPU layer with a weight, two BLAS threads allowed."""
-    return device == "cpu" and bw is not None and bm.nnz > 0 and bm.nnz >= PARALLEL_MIN_EDGES and allowed_threads() >= 2
+    return (device == "cpu" and bw is not None and bm.nnz >= max(PARALLEL_MIN_EDGES, 1)
+            and allowed_threads() >= 2)
 
 
 @contextlib.contextmanager
@@ -186,18 +188,19 @@ def _pool(parallel: bool):
 
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu") -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
+    counts = node_counts(bm)
     with _pool(_parallel(bm, bw, device)) as pool:
         # the two whole-layer solves first: the largest jobs
         jobs = [None if b is None else pool.submit(top2_singular_values, b, device=device) for b in (bm, bw)]
-        classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device, executor=pool)
+        classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device, executor=pool, counts=counts)
         spectra = tuple(None if job is None else job.result() for job in jobs)
-    full = full_graph_score(bm, bw, device=device, spectra=spectra)
+    full = full_graph_score(bm, bw, device=device, spectra=spectra, counts=counts)
     reasons = full.pop("reasons")
     it = iterative_mean_score(classes, bw is not None)
     if bm.nnz == 0:
         it["reasons"] = []
     reasons += it.pop("reasons")
-    e, n_left, n_right = node_counts(bm)
+    e, n_left, n_right = counts
     out = {
         "delta_r": full["delta_r"],
         "delta_r_imdb": it["delta_r_imdb"],

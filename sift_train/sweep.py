@@ -26,21 +26,16 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .config import TrainConfig, make_config
 from .outdir import prepare_folder
+from .recipes import _FIELDS, tomllib  # one TOML reader set-up for train --config and sweep
 from .rundir import RunDir
 from .runstart import plan_start
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-_FIELDS = {f.name for f in fields(TrainConfig)}
 _NAMED = ("model", "family", "sparsity", "method", "seed")  # always in the name, in this order
 
 
