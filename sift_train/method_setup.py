@@ -22,7 +22,7 @@ from .models import build_model
 from .methods.spartan import SpartanSchedule, SpartanTraining
 from .schedule import GraNetSchedule, UpdateSchedule
 from .sparse_params import sparse_parameters
-from .sparse_training import SparseTraining
+from .sparse_training import SparseTraining, declared_masks, declared_sparse_parameters
 from .training_flops import search_final_density, training_flops
 
 
@@ -143,20 +143,11 @@ def spartan_training(model: nn.Module, optimizer: torch.optim.Optimizer, sparsit
     """``SparseTraining(model, optimizer, method="spartan", ...)``: Spartan at density ``1 − sparsity``
     (or the density of the model's ``<param>_mask`` buffers), global budget, default schedules (§1.5).
     ``distribution``, ``drop_fraction``, ``anneal``, ``end_fraction`` and ``data`` do not apply."""
-    from .masking import read_masks
-
-    params = sparse_parameters(model)
-    if not params:
-        raise ValueError("SparseTraining: the model declares no sparse tensors; build it with "
-                         "sift_train.sparse_ift(...) or mark layers with sift_train.mark_sparse")
+    params = declared_sparse_parameters(model)
     if total_steps is None or total_steps < 1:
         raise ValueError(f"SparseTraining: method 'spartan' needs total_steps >= 1, got {total_steps!r}")
     if sparsity is None:
-        try:
-            masks = read_masks(model)
-        except AttributeError:
-            raise ValueError("SparseTraining: the model's sparse tensors have no <param>_mask buffers; "
-                             "give sparsity=... for spartan") from None
+        masks = declared_masks(model, "for spartan")
         density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
     else:
         density = 1.0 - float(sparsity)

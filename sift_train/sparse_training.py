@@ -34,6 +34,25 @@ from .schedule import UpdateSchedule
 from .sparse_params import sparse_parameters
 
 
+def declared_sparse_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The model's sparse tensors; one-line ``ValueError`` if it declares none."""
+    params = sparse_parameters(model)
+    if not params:
+        raise ValueError("SparseTraining: the model declares no sparse tensors; build it with "
+                         "sift_train.sparse_ift(...) or mark layers with sift_train.mark_sparse")
+    return params
+
+
+def declared_masks(model: nn.Module, hint: str) -> dict[str, torch.Tensor]:
+    """The model's ``<param>_mask`` buffers; one-line ``ValueError`` (ending "give sparsity=...
+    {hint}") if it has none."""
+    try:
+        return read_masks(model)
+    except AttributeError:
+        raise ValueError("SparseTraining: the model's sparse tensors have no <param>_mask buffers; "
+                         f"give sparsity=... {hint}") from None
+
+
 class SparseTraining:
     """Dynamic (or static) sparse training of ``model``'s sparse tensors in your own loop.
 
@@ -92,10 +111,7 @@ class SparseTraining:
         seed: int = 0,
         data=None,
     ):
-        params = sparse_parameters(model)
-        if not params:
-            raise ValueError("SparseTraining: the model declares no sparse tensors; build it with "
-                             "sift_train.sparse_ift(...) or mark layers with sift_train.mark_sparse")
+        params = declared_sparse_parameters(model)
         mask_method = get_method(method)
         if mask_method.dynamic and (total_steps is None or total_steps < 1):
             raise ValueError(f"SparseTraining: method {method!r} needs total_steps >= 1 "
@@ -103,11 +119,7 @@ class SparseTraining:
         generator = torch.Generator().manual_seed(seed)
         shapes = {n: tuple(p.shape) for n, p in params.items()}
         if sparsity is None:
-            try:
-                masks = {n: m.detach().clone() for n, m in read_masks(model).items()}
-            except AttributeError:
-                raise ValueError("SparseTraining: the model's sparse tensors have no <param>_mask buffers; "
-                                 "give sparsity=... to draw masks") from None
+            masks = {n: m.detach().clone() for n, m in declared_masks(model, "to draw masks").items()}
             targets = {n: int(m.sum()) for n, m in masks.items()}
         else:
             per_tensor = distribute(distribution, shapes, float(sparsity))
