@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from .validation import check_layer, check_weight
 
 __all__ = ["biadjacency", "node_labels", "to_networkx", "layer_dims", "degree_classes", "node_counts",
-           "dense_rows", "row_block_entries", "structure", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
+           "dense_rows", "row_block_entries", "same_structure", "structure", "touched_columns", "layer_biadjacencies", "masked_values_biadjacencies"]
 
 
 def layer_dims(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -38,10 +38,8 @@ def _inputs_csr(present: np.ndarray, values: Callable[[np.ndarray], np.ndarray] 
     """
     n_out, n_in = present.shape
     flat = np.flatnonzero(present)
-    counts = np.count_nonzero(present, axis=1)
-    indptr = np.zeros(n_out + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    cols = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, counts)
+    indptr = np.searchsorted(flat, np.arange(n_out + 1, dtype=np.int64) * n_in)  # row starts (flat is sorted)
+    cols = flat - np.repeat(np.arange(n_out, dtype=np.int64) * n_in, np.diff(indptr))
     data = np.ones(len(flat)) if values is None else values(flat)
     t = sp.csr_matrix((data, cols, indptr), shape=(n_out, n_in)).tocsc()  # CSC of Tᵀ is CSR of B
     b = sp.csr_matrix((t.data, t.indices, t.indptr), shape=(n_in, n_out))
@@ -153,7 +151,8 @@ def _row_entries(b: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def row_block_entries(b: sp.csr_matrix, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The entries of the row blocks ``b[rows]`` of every group, gathered straight from the CSR arrays:
-    their positions in each block's dense ``len(rows) × n_cols`` array (C order), their values, and
+    their positions in each block's dense ``len(rows) × n_cols`` array (C order), their positions in
+    ``b.data`` (so ``b.data[…]`` are their values, for ``b`` and any matrix of its structure), and
     each block's slice bounds in those two arrays (no sparse objects: degree classes are many and
     small)."""
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
@@ -162,15 +161,23 @@ def row_block_entries(b: sp.csr_matrix, groups) -> tuple[np.ndarray, np.ndarray,
     row_in_block = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     flat = np.repeat(row_in_block * b.shape[1], lengths) + b.indices[offsets]
     row_bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return flat, b.data[offsets], row_bounds[np.concatenate([[0], np.cumsum(sizes)])]
+    return flat, offsets, row_bounds[np.concatenate([[0], np.cumsum(sizes)])]
 
 
 def dense_rows(b: sp.csr_matrix, rows: np.ndarray, dtype=np.float64) -> np.ndarray:
     """``b[rows]`` as a dense array (len(rows) × n_cols) (:func:`row_block_entries` of one block)."""
     out = np.zeros((len(rows), b.shape[1]), dtype=dtype)
-    flat, values, _ = row_block_entries(b, [rows])
-    out.reshape(-1)[flat] = values
+    flat, offsets, _ = row_block_entries(b, [rows])
+    out.reshape(-1)[flat] = b.data[offsets]
     return out
+
+
+def same_structure(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    """Whether two CSR matrices store entries at the same positions (shared index arrays: at once)."""
+    if a.shape != b.shape or a.nnz != b.nnz:
+        return False
+    return ((a.indptr is b.indptr or np.array_equal(a.indptr, b.indptr))
+            and (a.indices is b.indices or np.array_equal(a.indices, b.indices)))
 
 
 def touched_columns(b: sp.csr_matrix, groups: list[np.ndarray]) -> np.ndarray:

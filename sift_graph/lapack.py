@@ -1,0 +1,83 @@
+"""The top two eigenvalues of a dense symmetric matrix by LAPACK ``dsyevr``, without holding the GIL.
+
+Why: numpy's ``eigvalsh`` (LAPACK ``dsyevd``) computes *every* eigenvalue; its tridiagonal QR
+(``dsterf``) is ~40 % of the time on the 100-300-node degree-class Grams, where two eigenvalues by
+bisection (``dstebz``) cost ~5 %. ``scipy.linalg.eigh(driver="evr", subset_by_index=...)`` does
+that, but its f2py wrapper holds the GIL, which serialises the 2-thread pool of
+:func:`sift_graph.hoang2023a.metrics`. So ``dsyevr`` is called here through scipy's public Cython
+LAPACK (``scipy.linalg.cython_lapack``, obtained as a ``scipy.LowLevelCallable``, the way scipy
+itself reads exported Cython functions) and ``ctypes``, which releases the GIL during the call.
+
+The signature is checked against the one scipy documents for ``dsyevr``; if scipy does not export
+it, or it differs, :func:`top2_eigenvalues` falls back to ``numpy.linalg.eigvalsh`` (same values
+within rounding). Single-threaded BLAS (:func:`sift_graph.threads.metric_threads`) keeps every
+value deterministic.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+__all__ = ["top2_eigenvalues", "DSYEVR_AVAILABLE"]
+
+#: ``dsyevr``'s C signature in ``scipy.linalg.cython_lapack`` (``d`` = double).
+_DSYEVR_SIGNATURE = ("void (char *, char *, char *, int *, d *, int *, d *, d *, int *, int *, d *, int *, d *, "
+                     "d *, int *, int *, d *, int *, int *, int *, int *)")
+
+
+@functools.cache
+def _dsyevr():
+    """``dsyevr`` as a ctypes function (``None`` if scipy does not export it as documented)."""
+    try:
+        from scipy import LowLevelCallable
+        from scipy.linalg import cython_lapack
+
+        llc = LowLevelCallable.from_cython(cython_lapack, "dsyevr")
+    except (ImportError, AttributeError, KeyError, ValueError):
+        return None
+    signature = llc.signature.replace("__pyx_t_5scipy_6linalg_13cython_lapack_d", "d")
+    if signature != _DSYEVR_SIGNATURE:
+        return None
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype = ctypes.c_char_p
+    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    pointer = api.PyCapsule_GetPointer(llc.function, api.PyCapsule_GetName(llc.function))
+    if not pointer:
+        return None
+    return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 21)(pointer)  # CFUNCTYPE: the GIL is released
+
+
+DSYEVR_AVAILABLE = _dsyevr() is not None
+
+
+def top2_eigenvalues(a: np.ndarray) -> np.ndarray:
+    """``[λ1, λ2]``, the two largest eigenvalues of the symmetric float64 matrix ``a`` (n ≥ 2),
+    descending. LAPACK ``dsyevr`` (tridiagonal reduction, then bisection for the two) without the
+    GIL; ``a`` may be overwritten. ``numpy.linalg.eigvalsh`` where ``dsyevr`` is not exported."""
+    n = a.shape[0]
+    f = _dsyevr()
+    if f is None or n < 3:
+        return np.linalg.eigvalsh(a)[::-1][:2].copy()
+    a = np.ascontiguousarray(a, dtype=np.float64)  # symmetric: C order is its own Fortran transpose
+    ints = (ctypes.c_int * 7)(n, n - 1, n, 0, 1, 70 * n, 10 * n)  # n, il, iu, m, ldz, lwork, liwork
+    info = ctypes.c_int(0)
+    doubles = (ctypes.c_double * 3)(0.0, 0.0, 0.0)  # vl, vu, abstol (0: LAPACK's default, eps·‖T‖)
+    w = np.zeros(n)
+    z = np.zeros(1)
+    isuppz = np.zeros(4, dtype=np.intc)
+    work = np.empty(70 * n)  # ≥ (nb + 6)·n for a blocked reduction
+    iwork = np.empty(10 * n, dtype=np.intc)
+    p_int = ctypes.addressof(ints)
+    size_int, size_double = ctypes.sizeof(ctypes.c_int), ctypes.sizeof(ctypes.c_double)
+    p_double = ctypes.addressof(doubles)
+    f(b"N", b"I", b"L", p_int, a.ctypes.data, p_int, p_double, p_double + size_double,
+      p_int + size_int, p_int + 2 * size_int, p_double + 2 * size_double, p_int + 3 * size_int,
+      w.ctypes.data, z.ctypes.data, p_int + 4 * size_int, isuppz.ctypes.data, work.ctypes.data,
+      p_int + 5 * size_int, iwork.ctypes.data, p_int + 6 * size_int, ctypes.addressof(info))
+    if info.value != 0 or ints[3] != 2:
+        raise np.linalg.LinAlgError(f"dsyevr failed (info {info.value}, {ints[3]} eigenvalues) on a {n}×{n} matrix")
+    return w[1::-1].copy()
