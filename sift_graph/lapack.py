@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import re
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def _dsyevr():
         llc = LowLevelCallable.from_cython(cython_lapack, "dsyevr")
     except (ImportError, AttributeError, KeyError, ValueError):
         return None
-    signature = llc.signature.replace("__pyx_t_5scipy_6linalg_13cython_lapack_d", "d")
+    signature = re.sub(r"\b(__pyx_t_\w+_d|double)\b", "d", llc.signature)  # scipy's typedef of double
     if signature != _DSYEVR_SIGNATURE:
         return None
     api = ctypes.pythonapi

@@ -14,7 +14,7 @@ Whole layers (:func:`top2_singular_values`):
 * each component takes the cheaper of two exact routes by the cost model below (never by the
   machine): ``gram`` — the Gram matrix of the smaller side (m ≤ ``GRAM_MAX_SIDE``), formed by
   dense BLAS in row chunks (n·m² multiply-adds, ``syrk``) or by a sparse product (Σ_rows nnz²),
-  then its top two eigenvalues by LAPACK ``eigh`` (≈ 4/3·m³) or by Lanczos on the dense Gram
+  then its top two eigenvalues by LAPACK ``dsyevr`` (:mod:`sift_graph.lapack`, ≈ 4/3·m³) or by Lanczos on the dense Gram
   (≈ ``_LANCZOS_MATVECS`` mat-vecs of m² each), whichever costs less; or ``lanczos`` — Lanczos on
   BᵀB (two sparse mat-vecs per step, 2·nnz each), with ARPACK ``svds(k=2, tol=0)`` (``arpack``)
   if it does not converge. A 0/1 Gram is formed in float32 BLAS: its entries are integer counts
@@ -311,7 +311,7 @@ def _eigh_seconds(m: int) -> float:
 
 def _top2_psd(g: np.ndarray) -> np.ndarray:
     """σ1, σ2 (square roots of the top two eigenvalues) of a dense positive semi-definite Gram:
-    LAPACK ``eigh`` for small sides, :func:`_lanczos` with ``g @ x`` where that is cheaper."""
+    LAPACK ``dsyevr`` for small sides, :func:`_lanczos` with ``g @ x`` where that is cheaper."""
     m = g.shape[0]
     if _gram_lanczos_seconds(m) < _eigh_seconds(m):
         ev = _lanczos(lambda x: g @ x, m, _gram_step_seconds(m))

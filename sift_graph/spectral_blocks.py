@@ -1,12 +1,14 @@
 """Top-two singular values of many row blocks of one or more matrices at once: the degree classes.
 
 Spec: ``../shared/specs/metrics.md`` §3.2, §3.4, §9.2. Every row block's Gram of its smaller
-side is written into a zero-padded stack, one per stack size (:func:`_padded_side`, a function of
-the block's side alone), shared by the blocks of every set (the mask's and |W⊙M|'s classes), and
-solved by one batched ``eigvalsh`` call. Zero padding appends exact zero eigenvalues to a positive
-semi-definite Gram, so its top two (clipped at 0, as every route does) are unchanged. Stacks are
-independent jobs: with an executor they run in parallel (``hoang2023a.metrics`` runs them in a
-2-thread pool together with the two whole-layer solves).
+side is grouped by stack size (:func:`_padded_side`, a function of the block's side alone), shared by
+the blocks of every set (the mask's and |W⊙M|'s classes). Sides up to 64 go into a zero-padded stack
+solved by one batched numpy ``eigvalsh`` call; zero padding appends exact zero eigenvalues to a
+positive semi-definite Gram, so its top two (clipped at 0, as every route does) are unchanged.
+Larger blocks (one or two per size) are solved unpadded, one LAPACK ``dsyevr`` call each
+(:mod:`sift_graph.lapack`: the top two only, GIL released). Stacks are independent jobs: with an
+executor they run in parallel (``hoang2023a.metrics`` runs them on two threads together with the
+two whole-layer solves).
 
 Every block is solved in float64 with the exactness rules of :mod:`sift_graph.spectral` (float32
 Grams only for 0/1 blocks, power-of-two scaling, SVD below ``RANK_DEFICIENT_RTOL``).
@@ -105,8 +107,9 @@ def _gram(blk: _Block) -> np.ndarray:
 
 
 def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tuple[int, int], np.ndarray]]:
-    """Top two singular values of each block: its Gram zero-padded to ``side`` in one stack, one batched
-    ``eigvalsh`` (numpy on the CPU, torch on a device); SVD for rank-deficient blocks."""
+    """Top two singular values of each block: its Gram zero-padded to ``side`` in one stack and one
+    batched ``eigvalsh`` (torch on a device; numpy on the CPU up to side 64), or, on the CPU above
+    64, unpadded Grams by one ``dsyevr`` each; SVD for rank-deficient blocks."""
     if _use_torch(device):
         import torch
 
@@ -138,9 +141,10 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
     """``(σ1, σ2)`` of every row block of every set: one array of shape ``(len(set.groups), 2)`` per set.
 
     Blocks are solved through the Gram of their smaller side (columns without an entry dropped).
-    Blocks of every set that share a stack size (:func:`_padded_side`) share one zero-padded stack
-    and one batched ``eigvalsh`` call; zero padding appends exact zero eigenvalues to a positive
-    semi-definite Gram, so its top two are unchanged. One-row/one-column blocks use the closed form,
+    Blocks of every set that share a stack size (:func:`_padded_side`) share one job: up to side 64
+    one zero-padded stack and one batched ``eigvalsh`` call (zero padding appends exact zero
+    eigenvalues to a positive semi-definite Gram, so its top two are unchanged), above it one
+    ``dsyevr`` call per block (:func:`_solve_stack`). One-row/one-column blocks use the closed form,
     blocks with a side above ``_BLOCK_MAX_SIDE`` :func:`top2_singular_values`. Non-0/1 blocks are
     scaled by a power of two first; blocks with σ2 < ``RANK_DEFICIENT_RTOL``·σ1 are recomputed by
     SVD. ``executor`` (``concurrent.futures``-like): stacks are submitted to it, largest first, so
