@@ -253,13 +253,17 @@ def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], m: int, step_seconds: f
     basis[0] = v / np.linalg.norm(v)
     alpha: list[float] = []
     beta: list[float] = []
+    top = 0.0
     for j in range(steps):
         u = matvec(basis[j])
-        alpha.append(float(basis[j] @ u))
-        for _ in range(2):  # classical Gram-Schmidt, twice: orthogonal to working precision
-            u -= basis[: j + 1].T @ (basis[: j + 1] @ u)
-        beta_j = float(np.linalg.norm(u))
-        breakdown = beta_j <= 1e-8 * max(alpha)  # (nearly) invariant Krylov space: check now
+        q = basis[: j + 1]
+        h = q @ u  # h[j] = α_j = v_jᵀ A v_j
+        alpha.append(float(h[j]))
+        u -= q.T @ h  # classical Gram-Schmidt, twice: orthogonal to working precision
+        u -= q.T @ (q @ u)
+        beta_j = math.sqrt(float(u @ u))
+        top = max(top, alpha[-1])
+        breakdown = beta_j <= 1e-8 * top  # (nearly) invariant Krylov space: check now
         if j >= 1 and (breakdown or j + 1 == steps
                        or j >= _LANCZOS_FIRST_CHECK and (j + 1 - _LANCZOS_FIRST_CHECK) % every == 0):
             theta, vecs = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), select="i",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import dense_rows, row_block_entries, touched_columns
+from .bipartite import dense_rows, row_block_entries, same_structure, touched_columns
 from .lapack import top2_eigenvalues
 from .spectral import (_CHUNK_ENTRIES, _SAFE_EXPONENT, RANK_DEFICIENT_RTOL, _note, _unscale, _use_torch,
                        top2_singular_values)
@@ -155,7 +155,7 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
     executor = executor or InlineExecutor()
     outs = [np.zeros((len(bs.groups), 2)) for bs in sets]
     by_side: dict[int, list[_Block]] = {}
-    entries: dict[tuple, tuple] = {}  # sets of one structure and the same groups (mask, |W⊙M|) share them
+    entries: list[tuple] = []  # sets of one structure and the same groups (mask, |W⊙M|) share them
     for si, bs in enumerate(sets):
         if not len(bs.groups):
             continue
@@ -165,10 +165,12 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
         touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
         sides = np.minimum(lens, touched)
         row_exps = _row_exponents(b, binary)
-        key = (id(b.indptr), id(b.indices), tuple(map(id, bs.groups)))
-        if key not in entries:
-            entries[key] = row_block_entries(b, bs.groups)
-        flat, offsets, bounds = entries[key]
+        ids = tuple(map(id, bs.groups))
+        known = [e for other, other_ids, e in entries if other_ids == ids and same_structure(other, b)]
+        if not known:
+            known = [row_block_entries(b, bs.groups)]
+            entries.append((b, ids, known[0]))
+        flat, offsets, bounds = known[0]
         values = b.data[offsets]
         for i, g in enumerate(bs.groups):
             e = _block_exponent(row_exps, g)
