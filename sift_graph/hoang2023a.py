@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 import scipy.sparse as sp
 
 from .bipartite import degree_classes, node_counts, same_structure, touched_columns
-from .spectral import top2_singular_values
+from .spectral import top2_binary_dense, top2_singular_values
 from .spectral_blocks import BlockSet, top2_block_sets
 from .threads import CallerRunsPool, InlineExecutor, allowed_threads, single_threaded_blas_products
 
-__all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics"]
+__all__ = ["full_graph_score", "class_scores", "iterative_mean_score", "metrics", "metrics_of_mask"]
 
 NAN = float("nan")
 
@@ -171,10 +173,9 @@ def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
 PARALLEL_MIN_EDGES = 100_000
 
 
-def _parallel(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str) -> bool:
+def _parallel(n_edges: int, weighted: bool, device: str) -> bool:
     """Whether a two-thread pool pays off: a large CPU layer with a weight, two BLAS threads allowed."""
-    return (device == "cpu" and bw is not None and bm.nnz >= max(PARALLEL_MIN_EDGES, 1)
-            and allowed_threads() >= 2)
+    return device == "cpu" and weighted and n_edges >= max(PARALLEL_MIN_EDGES, 1) and allowed_threads() >= 2
 
 
 @contextlib.contextmanager
@@ -190,12 +191,46 @@ def _pool(parallel: bool):
 
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu") -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
-    counts = node_counts(bm)
-    with _pool(_parallel(bm, bw, device)) as pool:
+    with _pool(_parallel(bm.nnz, bw is not None, device)) as pool:
         # the two whole-layer solves first: the largest jobs
         jobs = [None if b is None else pool.submit(top2_singular_values, b, device=device) for b in (bm, bw)]
-        classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device, executor=pool, counts=counts)
-        spectra = tuple(None if job is None else job.result() for job in jobs)
+        return _metrics(bm, bw, device, pool, jobs)
+
+
+def metrics_of_mask(present: np.ndarray, build: Callable[[], tuple], weighted: bool, *, device: str = "cpu") -> dict:
+    """:func:`metrics` of a layer given by its dense bool mask ``present`` (n_out × n_in) and ``build``,
+    which returns its biadjacencies ``(bm, bw)`` (``bw`` None iff not ``weighted``).
+
+    With two threads, the worker starts the mask's whole-layer solve from ``present``
+    (:func:`~sift_graph.spectral.top2_binary_dense`: the same Gram and bits as from ``bm``) while the
+    caller builds the biadjacencies; where that route does not apply it waits for ``bm``.
+    """
+    if not _parallel(int(np.count_nonzero(present)), weighted, device):
+        bm, bw = build()
+        return metrics(bm, bw, device=device)
+    built: Future = Future()
+    with _pool(True) as pool:
+        mask_job = pool.submit(_mask_spectrum, present, built)
+        try:
+            bm, bw = build()
+        except BaseException as exc:
+            built.set_exception(exc)
+            raise
+        built.set_result(bm)
+        return _metrics(bm, bw, device, pool, [mask_job, pool.submit(top2_singular_values, bw)])
+
+
+def _mask_spectrum(present: np.ndarray, built: Future) -> tuple[float, float]:
+    """σ1, σ2 of the mask: from the dense mask where its route allows, else from ``bm`` once built."""
+    s = top2_binary_dense(present)
+    return (float(s[0]), float(s[1])) if s is not None else top2_singular_values(built.result())
+
+
+def _metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str, pool, jobs: list) -> dict:
+    """The metrics once the whole-layer ``jobs`` (mask, |W⊙M|; None where no weight) are submitted."""
+    counts = node_counts(bm)
+    classes = [] if bm.nnz == 0 else class_scores(bm, bw, device=device, executor=pool, counts=counts)
+    spectra = tuple(None if job is None else job.result() for job in jobs)
     full = full_graph_score(bm, bw, device=device, spectra=spectra, counts=counts)
     reasons = full.pop("reasons")
     it = iterative_mean_score(classes, bw is not None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,7 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
     convention, device = _check_options(convention, device)
     m, w = check_layer(mask, weight)
     with metric_threads():
-        bm, bw = layer_biadjacencies(m, w)
-        return _metrics(bm, bw, m.shape, convention, device)
+        return _metrics(m, lambda: layer_biadjacencies(m, w), w is not None, convention, device)
 
 
 def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: str = "hoang2023a",
@@ -98,8 +98,7 @@ def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: st
     if not np.all(np.isfinite(v)):
         raise ValueError(f"values: contains {int((~np.isfinite(v)).sum())} NaN/inf value(s)")
     with metric_threads():
-        bm, bw = masked_values_biadjacencies(m, v)
-        return _metrics(bm, bw, m.shape, convention, device)
+        return _metrics(m, lambda: masked_values_biadjacencies(m, v), True, convention, device)
 
 
 def _check_options(convention: str, device: str) -> tuple[str, str]:
@@ -108,15 +107,24 @@ def _check_options(convention: str, device: str) -> tuple[str, str]:
     return convention, check_device(device)
 
 
-def _metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, shape: tuple[int, ...], convention: str,
-             device: str) -> dict:
-    """The metrics of one layer from its biadjacencies (inside :func:`metric_threads`)."""
-    n_in, n_out = layer_dims(shape)
+def _metrics(mask: np.ndarray, build: Callable[[], tuple[sp.csr_matrix, sp.csr_matrix | None]], weighted: bool,
+             convention: str, device: str) -> dict:
+    """The metrics of one layer from its checked bool ``mask`` and ``build``, which returns its
+    biadjacencies ``(bm, bw)`` (inside :func:`metric_threads`)."""
+    n_in, n_out = layer_dims(mask.shape)
+    built = []
+
+    def build_once():
+        built.append(build())
+        return built[0]
+
     if convention == "hoang2023a":
-        out = hoang2023a.metrics(bm, bw, device=device)
+        out = hoang2023a.metrics_of_mask(mask.reshape(n_out, n_in), build_once, weighted, device=device)
     else:
+        bm, bw = build_once()
         bs = bm if bw is None or bw.nnz == bm.nnz else structure(bw)  # |W⊙M|'s nonzeros ⊆ the mask's
         out = hoang2023b.metrics(bs, device=device)
+    bw = built[0][1]
     out = {"n_in": n_in, "n_out": n_out, **out}
     overflow = [k for k, v in out.items() if isinstance(v, float) and math.isinf(v)]
     if overflow:

@@ -166,14 +166,18 @@ def _unscale(s: np.ndarray, e) -> np.ndarray:
 
 def _route(b: sp.csr_matrix, binary: bool) -> str:
     """Cheapest exact route for the connected, compressed ``b`` (n × m, m ≤ n) by the cost model."""
-    n, m = b.shape
+    row_nnz = np.diff(b.indptr).astype(np.float64)
+    return _cheapest_route(*b.shape, b.nnz, float(row_nnz @ row_nnz), binary)
+
+
+def _cheapest_route(n: int, m: int, nnz: int, row_nnz_squares: float, binary: bool) -> str:
+    """:func:`_route` from the shape, the stored entries and Σ (row nnz)² of the compressed matrix."""
     if m > GRAM_MAX_SIDE:
         return "lanczos"
-    row_nnz = np.diff(b.indptr).astype(np.float64)
     dense = float(n) * m * m / _RATES["gemm32" if binary else "gemm64"]
-    sparse = float(row_nnz @ row_nnz) / _RATES["spgemm"]
+    sparse = row_nnz_squares / _RATES["spgemm"]
     eig = min(_eigh_seconds(m), _gram_lanczos_seconds(m))
-    lanczos = _LANCZOS_MATVECS * _sparse_step_seconds(b)
+    lanczos = _LANCZOS_MATVECS * _sparse_step_seconds_of(nnz, m)
     if lanczos < min(dense, sparse) + eig:
         return "lanczos"
     if sparse < dense:
@@ -294,8 +298,12 @@ def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:
 
 def _sparse_step_seconds(b: sp.csr_matrix) -> float:
     """Cost model of one :func:`_lanczos` step on BᵀB: two sparse mat-vecs, reorthogonalisation."""
-    reorthogonalisation = 2.0 * _LANCZOS_MATVECS * b.shape[1] / _RATES["gemv"]
-    return 2.0 * b.nnz / _RATES["spmv"] + reorthogonalisation + _LANCZOS_STEP_SECONDS
+    return _sparse_step_seconds_of(b.nnz, b.shape[1])
+
+
+def _sparse_step_seconds_of(nnz: int, m: int) -> float:
+    reorthogonalisation = 2.0 * _LANCZOS_MATVECS * m / _RATES["gemv"]
+    return 2.0 * nnz / _RATES["spmv"] + reorthogonalisation + _LANCZOS_STEP_SECONDS
 
 
 def _gram_step_seconds(m: int) -> float:
@@ -398,6 +406,51 @@ def _reaches_all_rows(b: sp.csr_matrix, rounds: int = 8) -> bool:
             return False
         reached, rows = count, rows.astype(np.float64)
     return False
+
+
+def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
+    """``(σ1, σ2)`` of a 0/1 matrix given densely (bool, 2-D), where :func:`top2_singular_values` of
+    its biadjacency ``pᵀ`` would take the ``gram-dense32`` route on one connected component: the same
+    integer Gram (the smaller side's, isolated nodes dropped, in index order) and the same eigensolver,
+    so the same bits. ``None`` where that route does not apply (several components, another route,
+    a rank-deficient Gram): the caller then uses :func:`top2_singular_values`. It needs no sparse
+    matrix, so ``hoang2023a`` starts the mask's whole-layer solve while the biadjacencies are built.
+    """
+    if p.dtype != np.bool_ or p.ndim != 2 or max(p.shape) >= 2**24:
+        return None
+    rows = np.flatnonzero(p.any(axis=1))
+    cols = np.flatnonzero(p.any(axis=0))
+    if len(rows) < 2 or len(cols) < 2:
+        return None
+    over_rows = len(cols) >= len(rows)  # the biadjacency's columns (p's rows) are its smaller side
+    larger_degrees = np.count_nonzero(p, axis=0 if over_rows else 1).astype(np.float64)
+    n, m = (len(cols), len(rows)) if over_rows else (len(rows), len(cols))
+    nnz = int(larger_degrees.sum())
+    if _cheapest_route(n, m, nnz, float(larger_degrees @ larger_degrees), True) != "gram-dense32":
+        return None
+    g = np.zeros((m, m), dtype=np.float32)  # integer counts < 2²⁴: exact in any summation order
+    per_chunk = max(1, _CHUNK_ENTRIES // m)
+    for start in range(0, p.shape[1] if over_rows else p.shape[0], per_chunk):
+        if over_rows:
+            d = p[rows, start : start + per_chunk].astype(np.float32)
+            g += d @ d.T
+        else:
+            d = p[start : start + per_chunk][:, cols].astype(np.float32)
+            g += d.T @ d
+    reach = np.zeros(m, dtype=np.float32)
+    reach[0] = 1.0
+    for _ in range(8):  # connected iff every node of the smaller side is reached through shared neighbours
+        grown = (g @ reach > 0).astype(np.float32)
+        if grown.sum() in (m, reach.sum()):
+            break
+        reach = grown
+    if grown.sum() != m:
+        return None
+    s = _top2_psd(g.astype(np.float64))
+    if s[1] < RANK_DEFICIENT_RTOL * s[0]:
+        return None
+    _note("gram-dense32")
+    return s
 
 
 def _components(b: sp.csr_matrix) -> tuple[int, np.ndarray]:
