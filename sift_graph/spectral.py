@@ -423,9 +423,13 @@ def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
     if len(rows) < 2 or len(cols) < 2:
         return None
     over_rows = len(cols) >= len(rows)  # the biadjacency's columns (p's rows) are its smaller side
-    larger_degrees = np.count_nonzero(p, axis=0 if over_rows else 1).astype(np.float64)
     n, m = (len(cols), len(rows)) if over_rows else (len(rows), len(cols))
-    nnz = int(larger_degrees.sum())
+    nnz = int(np.count_nonzero(p))
+    # Σ degree² ≥ nnz²/n (Cauchy-Schwarz): where even that bound leaves Lanczos cheapest, the route is
+    # Lanczos and the degrees (a slower pass) are not needed
+    if _cheapest_route(n, m, nnz, float(nnz) * nnz / n, True) == "lanczos":
+        return None
+    larger_degrees = p.sum(axis=0 if over_rows else 1, dtype=np.int64).astype(np.float64)
     if _cheapest_route(n, m, nnz, float(larger_degrees @ larger_degrees), True) != "gram-dense32":
         return None
     g = np.zeros((m, m), dtype=np.float32)  # integer counts < 2²⁴: exact in any summation order
