@@ -425,8 +425,8 @@ def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
     over_rows = len(cols) >= len(rows)  # the biadjacency's columns (p's rows) are its smaller side
     n, m = (len(cols), len(rows)) if over_rows else (len(rows), len(cols))
     nnz = int(np.count_nonzero(p))
-    # Σ degree² ≥ nnz²/n (Cauchy-Schwarz): where even that bound leaves Lanczos cheapest, the route is
-    # Lanczos and the degrees (a slower pass) are not needed
+    # Σ degree² ≥ nnz²/n (Cauchy-Schwarz): where Lanczos is cheapest even against that bound on the
+    # sparse Gram's cost, the route is Lanczos and the degrees (a slower pass) are not needed
     if _cheapest_route(n, m, nnz, float(nnz) * nnz / n, True) == "lanczos":
         return None
     larger_degrees = p.sum(axis=0 if over_rows else 1, dtype=np.int64).astype(np.float64)
