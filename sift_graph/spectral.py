@@ -258,6 +258,7 @@ def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], m: int, step_seconds: f
     alpha: list[float] = []
     beta: list[float] = []
     top = 0.0
+    next_check, last = _LANCZOS_FIRST_CHECK, None  # last: (step, error/tolerance) of the previous check
     for j in range(steps):
         u = matvec(basis[j])
         q = basis[: j + 1]
@@ -268,17 +269,20 @@ def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], m: int, step_seconds: f
         beta_j = math.sqrt(float(u @ u))
         top = max(top, alpha[-1])
         breakdown = beta_j <= 1e-8 * top  # (nearly) invariant Krylov space: check now
-        if j >= 1 and (breakdown or j + 1 == steps
-                       or j >= _LANCZOS_FIRST_CHECK and (j + 1 - _LANCZOS_FIRST_CHECK) % every == 0):
+        if j >= 1 and (breakdown or j + 1 == steps or j >= next_check):
             theta, vecs = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), select="i",
                                                select_range=(max(j - 2, 0), j))
             theta, res = np.clip(theta[::-1], 0.0, None), beta_j * np.abs(vecs[-1, ::-1])
             err = _ritz_errors(theta, res)
             sigma = np.sqrt(theta[:2])
-            ok = err <= _LANCZOS_RTOL * sigma[0] * np.maximum(sigma, RANK_DEFICIENT_RTOL * sigma[0])
-            rank_deficient = theta[1] + res[1] < (RANK_DEFICIENT_RTOL * sigma[0]) ** 2  # caller uses SVD
-            if ok[0] and (ok[1] or rank_deficient):
+            ratio = err / (_LANCZOS_RTOL * sigma[0] * np.maximum(sigma, RANK_DEFICIENT_RTOL * sigma[0]))
+            if theta[1] + res[1] < (RANK_DEFICIENT_RTOL * sigma[0]) ** 2:  # rank-deficient: the caller uses SVD
+                ratio[1] = 0.0
+            worst = float(np.max(ratio))
+            if worst <= 1.0:
                 return theta[:2]
+            next_check = j + _steps_to_next_check(worst, last, j, every)
+            last = (j, worst)
         if beta_j == 0.0 or j + 1 == steps:
             break
         beta.append(beta_j)
@@ -287,6 +291,16 @@ def _lanczos(matvec: Callable[[np.ndarray], np.ndarray], m: int, step_seconds: f
         theta = sla.eigh_tridiagonal(np.array(alpha), np.array(beta), eigvals_only=True)
         return np.clip(theta[::-1][:2], 0.0, None)
     return None
+
+
+def _steps_to_next_check(worst: float, last: tuple[int, float] | None, j: int, every: int) -> int:
+    """Steps until the next convergence check: ``every`` (the cost model's spacing), or fewer where
+    the error bound, shrinking geometrically since the last check, should reach the tolerance sooner
+    (its ratio to the tolerance is ``worst`` now; the estimate only moves a check, never the stop)."""
+    if last is None or not 0.0 < worst < last[1]:
+        return every
+    rate = math.log(last[1] / worst) / (j - last[0])  # per step
+    return int(np.clip(math.ceil(math.log(worst) / rate), 1, every))
 
 
 def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:

@@ -340,3 +340,12 @@ def test_every_route_is_deterministic(monkeypatch):
     assert top2_singular_values(a) == top2_singular_values(a)
     groups = [np.arange(i, i + 20 + i % 7) for i in range(0, 500, 30)]
     np.testing.assert_array_equal(top2_blocks(a, groups), top2_blocks(a, groups))
+
+
+def test_check_spacing_follows_the_error_bound():
+    """Checks come every `every` steps until the bound's decay predicts the tolerance sooner."""
+    assert spectral._steps_to_next_check(1e6, None, 20, 5) == 5  # no history
+    assert spectral._steps_to_next_check(1e6, (15, 1e5), 20, 5) == 5  # the bound grew
+    # 10 → 2.5 in 2 steps (halving per step): 2.5 → 1 needs 2 more steps, within `every`
+    assert spectral._steps_to_next_check(2.5, (18, 10.0), 20, 5) == 2
+    assert spectral._steps_to_next_check(1e9, (10, 1e10), 20, 5) == 5  # far: the cost model's spacing
