@@ -64,21 +64,17 @@ def top2_eigenvalues(a: np.ndarray) -> np.ndarray:
     if f is None or n < 3:
         return np.linalg.eigvalsh(a)[::-1][:2].copy()
     a = np.ascontiguousarray(a, dtype=np.float64)  # symmetric: C order is its own Fortran transpose
-    ints = (ctypes.c_int * 7)(n, n - 1, n, 0, 1, 70 * n, 10 * n)  # n, il, iu, m, ldz, lwork, liwork
-    info = ctypes.c_int(0)
-    doubles = (ctypes.c_double * 3)(0.0, 0.0, 0.0)  # vl, vu, abstol (0: LAPACK's default, eps·‖T‖)
-    w = np.zeros(n)
-    z = np.zeros(1)
-    isuppz = np.zeros(4, dtype=np.intc)
-    work = np.empty(70 * n)  # ≥ (nb + 6)·n for a blocked reduction
-    iwork = np.empty(10 * n, dtype=np.intc)
-    p_int = ctypes.addressof(ints)
-    size_int, size_double = ctypes.sizeof(ctypes.c_int), ctypes.sizeof(ctypes.c_double)
-    p_double = ctypes.addressof(doubles)
-    f(b"N", b"I", b"L", p_int, a.ctypes.data, p_int, p_double, p_double + size_double,
-      p_int + size_int, p_int + 2 * size_int, p_double + 2 * size_double, p_int + 3 * size_int,
-      w.ctypes.data, z.ctypes.data, p_int + 4 * size_int, isuppz.ctypes.data, work.ctypes.data,
-      p_int + 5 * size_int, iwork.ctypes.data, p_int + 6 * size_int, ctypes.addressof(info))
-    if info.value != 0 or ints[3] != 2:
-        raise np.linalg.LinAlgError(f"dsyevr failed (info {info.value}, {ints[3]} eigenvalues) on a {n}×{n} matrix")
-    return w[1::-1].copy()
+    # integer arguments: n, il, iu, m (out), ldz, lwork, liwork, info (out)
+    ints = np.array([n, n - 1, n, 0, 1, 70 * n, 10 * n, 0], dtype=np.intc)
+    # real arguments: vl, vu, abstol (0: LAPACK's default, eps·‖T‖), then w (n), z (1), work (70·n ≥ (nb + 6)·n)
+    reals = np.empty(3 + n + 1 + 70 * n)
+    reals[:3] = 0.0
+    iwork = np.empty(4 + 10 * n, dtype=np.intc)  # isuppz (4), then iwork
+    pi, pr, pw = ints.ctypes.data, reals.ctypes.data, iwork.ctypes.data
+    si, sr = ints.itemsize, reals.itemsize
+    f(b"N", b"I", b"L", pi, a.ctypes.data, pi, pr, pr + sr, pi + si, pi + 2 * si, pr + 2 * sr, pi + 3 * si,
+      pr + 3 * sr, pr + (3 + n) * sr, pi + 4 * si, pw, pr + (4 + n) * sr, pi + 5 * si, pw + 4 * si, pi + 6 * si,
+      pi + 7 * si)
+    if ints[7] != 0 or ints[3] != 2:
+        raise np.linalg.LinAlgError(f"dsyevr failed (info {ints[7]}, {ints[3]} eigenvalues) on a {n}×{n} matrix")
+    return reals[4:2:-1].copy()

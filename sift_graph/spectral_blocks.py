@@ -128,13 +128,11 @@ def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tup
             stack[j, : len(g), : len(g)] = g
         ev = np.linalg.eigvalsh(stack)[:, :-3:-1]  # numpy releases the GIL here, except for small stacks
     s = np.sqrt(np.clip(ev, 0.0, None))
-    out = []
-    for blk, sj in zip(blocks, s):
-        if sj[1] < RANK_DEFICIENT_RTOL * sj[0]:
-            _note("svd")
-            sj = np.concatenate([np.linalg.svd(blk.dense().astype(np.float64), compute_uv=False), [0.0]])[:2]
-        out.append((blk.key, _unscale(sj, blk.e)))
-    return out
+    for j in np.flatnonzero(s[:, 1] < RANK_DEFICIENT_RTOL * s[:, 0]):
+        _note("svd")
+        s[j] = np.concatenate([np.linalg.svd(blocks[j].dense().astype(np.float64), compute_uv=False), [0.0]])[:2]
+    s = _unscale(s, np.array([[blk.e] for blk in blocks]))
+    return [(blk.key, sj) for blk, sj in zip(blocks, s)]
 
 
 def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=None) -> list[np.ndarray]:
