@@ -2,7 +2,7 @@
 
 Why: numpy's ``eigvalsh`` (LAPACK ``dsyevd``) computes *every* eigenvalue; its tridiagonal QR
 (``dsterf``) is ~40 % of the time on the 100-300-node degree-class Grams, where two eigenvalues by
-bisection (``dstebz``) cost ~5 %. ``scipy.linalg.eigh(driver="evr", subset_by_index=...)`` does
+bisection (``dstebz``) cost ~10 %. ``scipy.linalg.eigh(driver="evr", subset_by_index=...)`` does
 that, but its f2py wrapper holds the GIL, which serialises the 2-thread pool of
 :func:`sift_graph.hoang2023a.metrics`. So ``dsyevr`` is called here through scipy's public Cython
 LAPACK (``scipy.linalg.cython_lapack``, obtained as a ``scipy.LowLevelCallable``, the way scipy
@@ -41,12 +41,11 @@ def _dsyevr():
     signature = re.sub(r"\b(__pyx_t_\w+_d|double)\b", "d", llc.signature)  # scipy's typedef of double
     if signature != _DSYEVR_SIGNATURE:
         return None
-    api = ctypes.pythonapi
-    api.PyCapsule_GetName.restype = ctypes.c_char_p
-    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    pointer = api.PyCapsule_GetPointer(llc.function, api.PyCapsule_GetName(llc.function))
+    # CPython's capsule API, as prototypes of our own (ctypes.pythonapi's shared attributes stay untouched)
+    get_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi))
+    pointer = get_pointer(llc.function, get_name(llc.function))
     if not pointer:
         return None
     return ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 21)(pointer)  # CFUNCTYPE: the GIL is released
