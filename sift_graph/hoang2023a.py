@@ -197,20 +197,20 @@ def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu")
         return _metrics(bm, bw, device, pool, jobs)
 
 
-def metrics_of_mask(present: np.ndarray, build: Callable[[], tuple], weighted: bool, *, device: str = "cpu") -> dict:
-    """:func:`metrics` of a layer given by its dense bool mask ``present`` (n_out × n_in) and ``build``,
-    which returns its biadjacencies ``(bm, bw)`` (``bw`` None iff not ``weighted``).
+def metrics_of_mask(mask: np.ndarray, build: Callable[[], tuple], weighted: bool, *, device: str = "cpu") -> dict:
+    """:func:`metrics` of a layer given by its dense bool ``mask`` (PyTorch layout, output channels
+    first) and ``build``, which returns its biadjacencies ``(bm, bw)`` (``bw`` None iff not ``weighted``).
 
-    With two threads, the worker starts the mask's whole-layer solve from ``present``
+    With two threads, the worker starts the mask's whole-layer solve from the dense mask
     (:func:`~sift_graph.spectral.top2_binary_dense`: the same Gram and bits as from ``bm``) while the
     caller builds the biadjacencies; where that route does not apply it waits for ``bm``.
     """
-    if not _parallel(int(np.count_nonzero(present)), weighted, device):
+    if not _parallel(int(np.count_nonzero(mask)), weighted, device):
         bm, bw = build()
         return metrics(bm, bw, device=device)
     built: Future = Future()
     with _pool(True) as pool:
-        mask_job = pool.submit(_mask_spectrum, present, built)
+        mask_job = pool.submit(_mask_spectrum, mask.reshape(mask.shape[0], -1), built)
         try:
             bm, bw = build()
         except BaseException as exc:

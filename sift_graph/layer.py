@@ -119,7 +119,7 @@ def _metrics(mask: np.ndarray, build: Callable[[], tuple[sp.csr_matrix, sp.csr_m
         return built[0]
 
     if convention == "hoang2023a":
-        out = hoang2023a.metrics_of_mask(mask.reshape(n_out, n_in), build_once, weighted, device=device)
+        out = hoang2023a.metrics_of_mask(mask, build_once, weighted, device=device)
     else:
         bm, bw = build_once()
         bs = bm if bw is None or bw.nnz == bm.nnz else structure(bw)  # |W⊙M|'s nonzeros ⊆ the mask's
