@@ -300,9 +300,11 @@ def test_torch_device_code_path_equals_cpu_route(monkeypatch):
     weight = rng.standard_normal(mask.shape) * 1e-310  # the device route scales too (by 2^1030)
     cpu = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
     monkeypatch.setattr(spectral, "_use_torch", lambda device: True)
+    stacks = []  # spectral_blocks holds its own reference to _use_torch
+    monkeypatch.setattr(spectral_blocks, "_use_torch", lambda device: stacks.append(device) or True)
     with record_routes() as taken:
         dev = {c: sift_graph.layer_metrics(mask, weight, convention=c) for c in sift_graph.CONVENTIONS}
-    assert "gram-device" in taken and "blocks" in taken
+    assert "gram-device" in taken and "blocks" in taken and stacks  # the batched torch stacks ran
     for c in sift_graph.CONVENTIONS:
         assert_same_metrics(cpu[c], dev[c])
 
