@@ -55,14 +55,19 @@ DSYEVR_AVAILABLE = _dsyevr() is not None
 
 
 def top2_eigenvalues(a: np.ndarray) -> np.ndarray:
-    """``[λ1, λ2]``, the two largest eigenvalues of the symmetric float64 matrix ``a`` (n ≥ 2),
-    descending. LAPACK ``dsyevr`` (tridiagonal reduction, then bisection for the two) without the
-    GIL; ``a`` may be overwritten. ``numpy.linalg.eigvalsh`` where ``dsyevr`` is not exported."""
+    """``[λ1, λ2]`` (float64), the two largest eigenvalues of the symmetric n × n matrix ``a``
+    (n ≥ 2), descending. LAPACK ``dsyevr`` (tridiagonal reduction, then bisection for the two)
+    without the GIL; like numpy's ``eigvalsh`` it reads the lower triangle. A writeable C-contiguous
+    float64 ``a`` is overwritten; anything else is copied first. ``numpy.linalg.eigvalsh`` where
+    ``dsyevr`` is not exported."""
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 2:
+        raise ValueError(f"expected a square matrix with at least 2 rows, got shape {a.shape}")
     n = a.shape[0]
     f = _dsyevr()
     if f is None or n < 3:
-        return np.linalg.eigvalsh(a)[::-1][:2].copy()
-    a = np.ascontiguousarray(a, dtype=np.float64)  # symmetric: C order is its own Fortran transpose
+        return np.linalg.eigvalsh(np.asarray(a, dtype=np.float64))[::-1][:2].copy()
+    a = np.require(a, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+    # A C-order buffer is the Fortran-order transpose: LAPACK's upper triangle is the lower one here.
     # integer arguments: n, il, iu, m (out), ldz, lwork, liwork, info (out)
     ints = np.array([n, n - 1, n, 0, 1, 70 * n, 10 * n, 0], dtype=np.intc)
     # real arguments: vl, vu, abstol (0: LAPACK's default, eps·‖T‖), then w (n), z (1), work (70·n ≥ (nb + 6)·n)
@@ -71,7 +76,7 @@ def top2_eigenvalues(a: np.ndarray) -> np.ndarray:
     iwork = np.empty(4 + 10 * n, dtype=np.intc)  # isuppz (4), then iwork
     pi, pr, pw = ints.ctypes.data, reals.ctypes.data, iwork.ctypes.data
     si, sr = ints.itemsize, reals.itemsize
-    f(b"N", b"I", b"L", pi, a.ctypes.data, pi, pr, pr + sr, pi + si, pi + 2 * si, pr + 2 * sr, pi + 3 * si,
+    f(b"N", b"I", b"U", pi, a.ctypes.data, pi, pr, pr + sr, pi + si, pi + 2 * si, pr + 2 * sr, pi + 3 * si,
       pr + 3 * sr, pr + (3 + n) * sr, pi + 4 * si, pw, pr + (4 + n) * sr, pi + 5 * si, pw + 4 * si, pi + 6 * si,
       pi + 7 * si)
     if ints[7] != 0 or ints[3] != 2:

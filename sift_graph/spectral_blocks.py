@@ -163,11 +163,13 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
         touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
         sides = np.minimum(lens, touched)
         row_exps = _row_exponents(b, binary)
-        ids = tuple(map(id, bs.groups))
-        known = [e for other, other_ids, e in entries if other_ids == ids and same_structure(other, b)]
+        groups = list(bs.groups)  # held until the end: the identities compared below stay unique
+        known = [e for other, other_groups, e in entries
+                 if len(other_groups) == len(groups) and all(x is y for x, y in zip(other_groups, groups))
+                 and same_structure(other, b)]
         if not known:
-            known = [row_block_entries(b, bs.groups)]
-            entries.append((b, ids, known[0]))
+            known = [row_block_entries(b, groups)]
+            entries.append((b, groups, known[0]))
         flat, offsets, bounds = known[0]
         values = b.data[offsets]
         for i, g in enumerate(bs.groups):

@@ -134,13 +134,13 @@ class CallerRunsPool:
 
 
 class _HelpingFuture(Future):
-    """A future whose ``result()`` runs the pool's queued jobs while its own is not done."""
+    """A future whose ``result()`` (without a timeout) runs the pool's queued jobs while its own is not done."""
 
     def __init__(self, pool: CallerRunsPool):
         super().__init__()
         self._pool = pool
 
     def result(self, timeout=None):
-        while not self.done() and self._pool.run_one():
+        while timeout is None and not self.done() and self._pool.run_one():  # with a timeout: only wait
             pass
         return super().result(timeout)

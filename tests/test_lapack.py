@@ -21,7 +21,7 @@ def test_closed_form_spectrum_with_a_tie():
     """J_n (all ones) + 3·I has eigenvalues n + 3 and 3 (n − 1 times): λ1 = n + 3, λ2 = 3."""
     n = 50
     g = np.ones((n, n)) + 3 * np.eye(n)
-    np.testing.assert_allclose(lapack.top2_eigenvalues(g), [n + 3.0, 3.0], rtol=1e-14)
+    np.testing.assert_allclose(lapack.top2_eigenvalues(g), [n + 3.0, 3.0], rtol=0, atol=1e-13 * (n + 3))
 
 
 def test_any_memory_layout_and_dtype():
@@ -59,3 +59,35 @@ def test_a_different_signature_is_not_called(monkeypatch):
         monkeypatch.undo()
         lapack._dsyevr.cache_clear()
     assert lapack._dsyevr() is not None
+
+
+def test_read_only_and_non_contiguous_inputs_are_copied_not_written():
+    rng = np.random.default_rng(8)
+    b = rng.standard_normal((20, 30))
+    g = b @ b.T
+    ref = np.linalg.eigvalsh(g)[::-1][:2]
+    frozen = g.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_allclose(lapack.top2_eigenvalues(frozen), ref, rtol=1e-12)
+    assert np.array_equal(frozen, g)  # untouched
+
+
+def test_reads_the_lower_triangle_like_numpy():
+    """A matrix whose upper triangle is garbage: both routes see the same symmetric matrix."""
+    rng = np.random.default_rng(9)
+    b = rng.standard_normal((6, 9))
+    lower = np.tril(b @ b.T)
+    x = lower + np.triu(rng.standard_normal((6, 6)) * 100, 1)
+    sym = lower + np.tril(lower, -1).T
+    np.testing.assert_allclose(lapack.top2_eigenvalues(x.copy()), np.linalg.eigvalsh(sym)[::-1][:2], rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.eigvalsh(x)[::-1][:2], np.linalg.eigvalsh(sym)[::-1][:2], rtol=1e-12)
+
+
+def test_float64_out_and_clear_errors(monkeypatch):
+    g32 = np.diag([3.0, 1.0]).astype(np.float32)
+    assert lapack.top2_eigenvalues(g32).dtype == np.float64
+    monkeypatch.setattr(lapack, "_dsyevr", lambda: None)
+    assert lapack.top2_eigenvalues(np.diag([5.0, 3.0, 1.0]).astype(np.float32)).dtype == np.float64
+    for bad in (np.ones((1, 1)), np.ones((3, 4)), np.ones(3)):
+        with pytest.raises(ValueError, match="square matrix"):
+            lapack.top2_eigenvalues(bad)

@@ -351,3 +351,18 @@ def test_check_spacing_follows_the_error_bound():
     # 10 → 2.5 in 2 steps (halving per step): 2.5 → 1 needs 2 more steps, within `every`
     assert spectral._steps_to_next_check(2.5, (18, 10.0), 20, 5) == 2
     assert spectral._steps_to_next_check(1e9, (10, 1e10), 20, 5) == 5  # far: the cost model's spacing
+
+
+def test_sets_share_entry_positions_only_for_the_same_groups():
+    """Two sets of one structure whose groups are rows of 2-D arrays (fresh views at every
+    iteration) with different contents: each keeps its own blocks."""
+    rng = np.random.default_rng(21)
+    a = sp.csr_matrix((rng.random((12, 30)) < 0.4).astype(float))
+    w = a.copy()
+    w.data = np.abs(rng.standard_normal(w.nnz))
+    first, second = np.arange(12).reshape(3, 4), np.arange(12)[::-1].reshape(3, 4)
+    out = spectral_blocks.top2_block_sets([spectral_blocks.BlockSet(a, first, True),
+                                           spectral_blocks.BlockSet(w, second, False)])
+    for got, b, groups in ((out[0], a, first), (out[1], w, second)):
+        for row, g in zip(got, groups):
+            np.testing.assert_allclose(row, svd_top2(b[g].toarray()), rtol=0, atol=1e-9 * row[0])

@@ -52,3 +52,21 @@ def test_leaving_the_pool_cancels_jobs_not_started_and_refuses_new_ones():
     assert queued.cancelled() and blocker.result() is True
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(lambda: 1)
+
+
+def test_result_with_a_timeout_only_waits():
+    import concurrent.futures
+    import time
+
+    release = threading.Event()
+    with CallerRunsPool(workers=1) as pool:
+        pool.submit(release.wait, 10)
+        while pool._jobs:
+            pass
+        slow = pool.submit(time.sleep, 1.0)
+        start = time.perf_counter()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            slow.result(timeout=0.05)
+        assert time.perf_counter() - start < 0.5  # did not run the 1 s job itself
+        release.set()
+        assert slow.result() is None
