@@ -24,7 +24,7 @@ from concurrent.futures import Future
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import degree_classes, node_counts, same_structure, touched_columns
+from .bipartite import degree_classes, node_counts, row_block_entries, same_structure, touched_columns
 from .spectral import top2_binary_dense, top2_singular_values
 from .spectral_blocks import BlockSet, top2_block_sets
 from .threads import CallerRunsPool, InlineExecutor, allowed_threads, single_threaded_blas_products
@@ -117,9 +117,10 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
                      "w_d_left": NAN, "w_d_right": NAN, "kept": d >= 3 and k * d > o, "weighted_valid": False})
     kept = [i for i, rec in enumerate(rows) if rec["kept"]]
     weighted = []
+    shared = bw is not None and same_structure(bm, bw)  # |W⊙M| has no kept zero weight
     if bw is not None:
         w_deg = np.diff(bw.indptr)
-        touched_w = touched if same_structure(bm, bw) else touched_columns(bw, groups)
+        touched_w = touched if shared else touched_columns(bw, groups)
         for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_w)):
             ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
             if ew:
@@ -127,8 +128,12 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
             if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
                 weighted.append((i, ew, kw, ow))
     mask_blocks = kept if mask_spectrum else []
-    sets = [BlockSet(bm, [groups[i] for i in mask_blocks], True, [rows[i]["o"] for i in mask_blocks]),
-            BlockSet(bw, [groups[i] for i, *_ in weighted], False, [ow for *_, ow in weighted])]
+    mask_groups = [groups[i] for i in mask_blocks]
+    # one structure and the same classes: the two sets' blocks sit at the same positions
+    entries = (row_block_entries(bm, mask_groups)
+               if shared and mask_blocks and [i for i, *_ in weighted] == mask_blocks else None)
+    sets = [BlockSet(bm, mask_groups, True, [rows[i]["o"] for i in mask_blocks], entries),
+            BlockSet(bw, [groups[i] for i, *_ in weighted], False, [ow for *_, ow in weighted], entries)]
     s_mask, s_w = top2_block_sets(sets, device=device, executor=executor)
     for i, s2 in zip(mask_blocks, s_mask[:, 1]):
         rec, d = rows[i], rows[i]["degree"]
@@ -173,9 +178,10 @@ def iterative_mean_score(classes: list[dict], weighted: bool) -> dict:
 PARALLEL_MIN_EDGES = 100_000
 
 
-def _parallel(n_edges: int, weighted: bool, device: str) -> bool:
-    """Whether a two-thread pool pays off: a large CPU layer with a weight, two BLAS threads allowed."""
-    return device == "cpu" and weighted and n_edges >= max(PARALLEL_MIN_EDGES, 1) and allowed_threads() >= 2
+def _parallel(n_edges: Callable[[], int], weighted: bool, device: str) -> bool:
+    """Whether a two-thread pool pays off: a large CPU layer with a weight, two BLAS threads allowed
+    (``n_edges`` is asked last: counting a dense mask is a pass over it)."""
+    return device == "cpu" and weighted and allowed_threads() >= 2 and n_edges() >= max(PARALLEL_MIN_EDGES, 1)
 
 
 @contextlib.contextmanager
@@ -191,7 +197,7 @@ def _pool(parallel: bool):
 
 def metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, device: str = "cpu") -> dict:
     """All hoang2023a metrics of one layer (see :func:`sift_graph.layer_metrics`)."""
-    with _pool(_parallel(bm.nnz, bw is not None, device)) as pool:
+    with _pool(_parallel(lambda: bm.nnz, bw is not None, device)) as pool:
         # the two whole-layer solves first: the largest jobs
         jobs = [None if b is None else pool.submit(top2_singular_values, b, device=device) for b in (bm, bw)]
         return _metrics(bm, bw, device, pool, jobs)
@@ -205,7 +211,7 @@ def metrics_of_mask(mask: np.ndarray, build: Callable[[], tuple], weighted: bool
     (:func:`~sift_graph.spectral.top2_binary_dense`: the same Gram and bits as from ``bm``) while the
     caller builds the biadjacencies; where that route does not apply it waits for ``bm``.
     """
-    if not _parallel(int(np.count_nonzero(mask)), weighted, device):
+    if not _parallel(lambda: int(np.count_nonzero(mask)), weighted, device):
         bm, bw = build()
         return metrics(bm, bw, device=device)
     built: Future = Future()

@@ -70,7 +70,8 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
     convention, device = _check_options(convention, device)
     m, w = check_layer(mask, weight)
     with metric_threads():
-        return _metrics(m, lambda: layer_biadjacencies(m, w), w is not None, convention, device)
+        return _metrics(m, lambda: layer_biadjacencies(m, w), w is not None, convention, device,
+                        lambda: float(np.max(np.abs(w[m]), initial=0.0)) if w is not None else 0.0)
 
 
 def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: str = "hoang2023a",
@@ -98,7 +99,8 @@ def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: st
     if not np.all(np.isfinite(v)):
         raise ValueError(f"values: contains {int((~np.isfinite(v)).sum())} NaN/inf value(s)")
     with metric_threads():
-        return _metrics(m, lambda: masked_values_biadjacencies(m, v), True, convention, device)
+        return _metrics(m, lambda: masked_values_biadjacencies(m, v), True, convention, device,
+                        lambda: float(np.max(np.abs(v), initial=0.0)))
 
 
 def _check_options(convention: str, device: str) -> tuple[str, str]:
@@ -108,28 +110,21 @@ def _check_options(convention: str, device: str) -> tuple[str, str]:
 
 
 def _metrics(mask: np.ndarray, build: Callable[[], tuple[sp.csr_matrix, sp.csr_matrix | None]], weighted: bool,
-             convention: str, device: str) -> dict:
+             convention: str, device: str, largest_weight: Callable[[], float]) -> dict:
     """The metrics of one layer from its checked bool ``mask`` and ``build``, which returns its
-    biadjacencies ``(bm, bw)`` (inside :func:`metric_threads`)."""
+    biadjacencies ``(bm, bw)`` (inside :func:`metric_threads`); ``largest_weight``: the largest |w|
+    at the mask's nonzeros, for the overflow message."""
     n_in, n_out = layer_dims(mask.shape)
-    built = []
-
-    def build_once():
-        built.append(build())
-        return built[0]
-
     if convention == "hoang2023a":
-        out = hoang2023a.metrics_of_mask(mask, build_once, weighted, device=device)
+        out = hoang2023a.metrics_of_mask(mask, build, weighted, device=device)
     else:
-        bm, bw = build_once()
+        bm, bw = build()
         bs = bm if bw is None or bw.nnz == bm.nnz else structure(bw)  # |W⊙M|'s nonzeros ⊆ the mask's
         out = hoang2023b.metrics(bs, device=device)
-    bw = built[0][1]
     out = {"n_in": n_in, "n_out": n_out, **out}
     overflow = [k for k, v in out.items() if isinstance(v, float) and math.isinf(v)]
     if overflow:
-        largest = float(np.max(bw.data)) if bw is not None and bw.nnz else 0.0
         raise ValueError(f"{', '.join(overflow)} overflow float64 (largest |weight| "
-                         f"{largest:.3g}); rescale the weights")
+                         f"{largest_weight():.3g}); rescale the weights")
     return {k: (v if isinstance(v, str) else int(v) if isinstance(v, (int, np.integer)) else float(v))
             for k, v in out.items()}

@@ -48,6 +48,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import svds
 
+from .bipartite import structure
 from .lapack import top2_eigenvalues
 from .threads import blas_threads
 
@@ -403,23 +404,29 @@ def _top2_connected(b: sp.csr_matrix, device: str) -> np.ndarray:
     return s
 
 
-def _reaches_all_rows(b: sp.csr_matrix, rounds: int = 8) -> bool:
-    """Whether every row of ``b`` (no empty rows or columns) is reachable from row 0 in ``rounds``
-    row → column → row steps (two sparse mat-vecs on the 0/1 structure each): then the bipartite
-    graph is connected, as every column touches a row. False: not shown within ``rounds``."""
-    ones = sp.csr_matrix((np.ones(b.nnz), b.indices, b.indptr), shape=b.shape)
-    rows = np.zeros(b.shape[0])
-    rows[0] = 1.0
-    reached = 1
+def _reaches_all(step: Callable[[np.ndarray], np.ndarray], n: int, rounds: int = 8) -> bool:
+    """Whether all ``n`` nodes are reached from node 0 within ``rounds`` applications of ``step``
+    (bool array of reached nodes → the same with their neighbours added). False: not shown."""
+    reached = np.zeros(n, dtype=bool)
+    reached[0] = True
+    count = 1
     for _ in range(rounds):
-        rows = (ones @ ((ones.T @ rows) > 0)) > 0
-        count = int(np.count_nonzero(rows))
-        if count == b.shape[0]:
+        reached = step(reached)
+        grown = int(np.count_nonzero(reached))
+        if grown == n:
             return True
-        if count == reached:
+        if grown == count:
             return False
-        reached, rows = count, rows.astype(np.float64)
+        count = grown
     return False
+
+
+def _reaches_all_rows(b: sp.csr_matrix) -> bool:
+    """Whether every row of ``b`` (no empty rows or columns) is reachable from row 0 in a few
+    row → column → row steps (two sparse mat-vecs on the 0/1 structure each): then the bipartite
+    graph is connected, as every column touches a row."""
+    ones = structure(b)
+    return _reaches_all(lambda rows: (ones @ ((ones.T @ rows.astype(np.float64)) > 0)) > 0, b.shape[0])
 
 
 def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
@@ -455,14 +462,8 @@ def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
         else:
             d = p[start : start + per_chunk][:, cols].astype(np.float32)
             g += d.T @ d
-    reach = np.zeros(m, dtype=np.float32)
-    reach[0] = 1.0
-    for _ in range(8):  # connected iff every node of the smaller side is reached through shared neighbours
-        grown = (g @ reach > 0).astype(np.float32)
-        if grown.sum() in (m, reach.sum()):
-            break
-        reach = grown
-    if grown.sum() != m:
+    # connected iff every node of the smaller side is reached through shared neighbours
+    if not _reaches_all(lambda nodes: g @ nodes.astype(np.float32) > 0, m):
         return None
     s = _top2_psd(g.astype(np.float64))
     if s[1] < RANK_DEFICIENT_RTOL * s[0]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .bipartite import dense_rows, row_block_entries, same_structure, touched_columns
+from .bipartite import dense_rows, row_block_entries, touched_columns
 from .lapack import top2_eigenvalues
 from .spectral import (_CHUNK_ENTRIES, _SAFE_EXPONENT, RANK_DEFICIENT_RTOL, _note, _unscale, _use_torch,
                        top2_singular_values)
@@ -40,13 +40,16 @@ class BlockSet:
     """Row blocks ``b[rows]`` (one per entry of ``groups``) for :func:`top2_block_sets`.
 
     ``binary=True`` (0/1 blocks) forms the Grams in float32, exact for integer counts < 2²⁴;
-    ``touched``: the blocks' :func:`~sift_graph.bipartite.touched_columns`, if known.
+    ``touched``: the blocks' :func:`~sift_graph.bipartite.touched_columns`, if known; ``entries``:
+    :func:`~sift_graph.bipartite.row_block_entries` of ``b`` and ``groups``, if known (a set of a
+    matrix of ``b``'s structure with the same groups has the same ones).
     """
 
     b: sp.csr_matrix
     groups: Sequence[np.ndarray]
     binary: bool = False
     touched: Sequence[int] | np.ndarray | None = None
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def _padded_side(side: int) -> int:
@@ -120,7 +123,7 @@ def _solve_stack(blocks: list[_Block], side: int, device: str) -> list[tuple[tup
             stack[j, : len(g), : len(g)] = g
         ev = torch.linalg.eigvalsh(stack)[:, -2:].cpu().numpy()[:, ::-1]
     elif side > _PAD_MAX_SIDE:  # unpadded blocks, one LAPACK dsyevr each (top two only, GIL released)
-        ev = np.array([top2_eigenvalues(_gram(blk).astype(np.float64, copy=False)) for blk in blocks])
+        ev = np.array([top2_eigenvalues(_gram(blk)) for blk in blocks])  # float32 Grams become float64 there
     else:
         stack = np.zeros((len(blocks), side, side))
         for j, blk in enumerate(blocks):
@@ -153,7 +156,6 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
     executor = executor or InlineExecutor()
     outs = [np.zeros((len(bs.groups), 2)) for bs in sets]
     by_side: dict[int, list[_Block]] = {}
-    entries: list[tuple] = []  # sets of one structure and the same groups (mask, |W⊙M|) share them
     for si, bs in enumerate(sets):
         if not len(bs.groups):
             continue
@@ -163,14 +165,7 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
         touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
         sides = np.minimum(lens, touched)
         row_exps = _row_exponents(b, binary)
-        groups = list(bs.groups)  # held until the end: the identities compared below stay unique
-        known = [e for other, other_groups, e in entries
-                 if len(other_groups) == len(groups) and all(x is y for x, y in zip(other_groups, groups))
-                 and same_structure(other, b)]
-        if not known:
-            known = [row_block_entries(b, groups)]
-            entries.append((b, groups, known[0]))
-        flat, offsets, bounds = known[0]
+        flat, offsets, bounds = bs.entries if bs.entries is not None else row_block_entries(b, bs.groups)
         values = b.data[offsets]
         for i, g in enumerate(bs.groups):
             e = _block_exponent(row_exps, g)

@@ -179,8 +179,12 @@ class _Recorder:
             self._flops = (key, accounting.forward_flops(self.setup.model, self.info.in_shape, active))
         return self._flops[1]
 
+    def _summed(self) -> list:
+        """``loss_sum``, ``correct``, ``seen`` summed over the ranks."""
+        return distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
+
     def record(self, step: int, reason: str | None, lr: float) -> float | None:
-        loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
+        loss_sum, correct, seen = self._summed()
         self.reset()
         self.last_step = step
         if not np.isfinite(loss_sum):
@@ -205,7 +209,7 @@ class _Recorder:
     def state_dict(self) -> dict:
         """Training sums not yet in a row (a row can span an epoch end, so a resume must keep them).
         Summed over ranks: rank 0 carries the total on, the other ranks restart from zero."""
-        loss_sum, correct, seen = distributed.all_sum(self.setup.dist, [self.loss_sum, self.correct, self.seen])
+        loss_sum, correct, seen = self._summed()
         if not self.setup.dist.is_main:
             loss_sum, correct, seen = 0.0, 0, 0
         self.loss_sum, self.correct, self.seen = loss_sum, int(correct), int(seen)
@@ -243,7 +247,8 @@ def restore(setup: Setup, state: dict, rec: _Recorder) -> int:
     setup.optimizer.load_state_dict(state["optimizer"])
     setup.sparse.load_state_dict(state["sparse"])
     setup.precision.load_state_dict(state.get("precision", {}))
-    rec.load_state_dict(state.get("recorder", {"loss_sum": 0.0, "correct": 0, "seen": 0}))
+    if "recorder" in state:  # older checkpoints: the fresh recorder's zero sums
+        rec.load_state_dict(state["recorder"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

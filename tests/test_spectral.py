@@ -10,16 +10,12 @@ import scipy.sparse as sp
 import torch
 
 import sift_graph
-from sift_graph import spectral, spectral_blocks, threads
+from sift_graph import spectral, spectral_blocks
 from sift_graph.bipartite import degree_classes, dense_rows
 from sift_graph.spectral import record_routes, top2_singular_values
 from sift_graph.spectral_blocks import top2_blocks
 
-
-def svd_top2(a: np.ndarray) -> np.ndarray:
-    with threads.blas_threads(1):  # multi-threaded LAPACK crawls on a loaded 2-core machine
-        s = np.linalg.svd(np.asarray(a, dtype=np.float64), compute_uv=False)
-    return np.concatenate([s, [0.0, 0.0]])[:2]
+from dense_svd import svd_top2
 
 
 def assert_matches_svd(a, rtol=1e-9):

@@ -103,10 +103,9 @@ class SnapshotCache:
     metric code."""
 
     def __init__(self, folder: Path, convention: str, layers: str = "sparse"):
-        self.folder = Path(folder)
-        self.suffix = f".{convention}.{layers}.{metric_code_id()}.json"
-        self.entries = CacheEntries(self.folder, self.suffix)
-        self._index_path = self.folder / "index.json"
+        folder = Path(folder)
+        self.entries = CacheEntries(folder, f".{convention}.{layers}.{metric_code_id()}.json")
+        self._index_path = folder / "index.json"
         try:
             index = json.loads(self._index_path.read_text())
         except (OSError, ValueError, RecursionError):

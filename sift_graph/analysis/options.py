@@ -78,13 +78,8 @@ def distributed_module():
 def _check_device(device: str, *, local: bool) -> str:
     """``cpu`` or ``cuda[:N]``; with ``local`` (no cluster) a CUDA device this torch can see
     (:func:`sift_graph.validation.check_device`), else only the name (the workers have the GPUs)."""
-    if local:
-        try:
-            return check_device(device)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
     try:
-        return check_device_name(device)
+        return check_device(device) if local else check_device_name(device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
