@@ -446,12 +446,14 @@ def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
     over_rows = len(cols) >= len(rows)  # the biadjacency's columns (p's rows) are its smaller side
     n, m = (len(cols), len(rows)) if over_rows else (len(rows), len(cols))
     nnz = int(np.count_nonzero(p))
-    # Σ degree² ≥ nnz²/n (Cauchy-Schwarz): where Lanczos is cheapest even against that bound on the
-    # sparse Gram's cost, the route is Lanczos and the degrees (a slower pass) are not needed
-    if _cheapest_route(n, m, nnz, float(nnz) * nnz / n, True) == "lanczos":
-        return None
-    larger_degrees = p.sum(axis=0 if over_rows else 1, dtype=np.int64).astype(np.float64)
-    if _cheapest_route(n, m, nnz, float(larger_degrees @ larger_degrees), True) != "gram-dense32":
+    # Σ degree² ≥ nnz²/n (Cauchy-Schwarz), so the sparse Gram costs at least as much as with that
+    # bound: where the bound already gives Lanczos or the dense Gram, so do the exact degrees, and
+    # their pass over the mask is not needed
+    route = _cheapest_route(n, m, nnz, float(nnz) * nnz / n, True)
+    if route == "gram-sparse":
+        larger_degrees = p.sum(axis=0 if over_rows else 1, dtype=np.int64).astype(np.float64)
+        route = _cheapest_route(n, m, nnz, float(larger_degrees @ larger_degrees), True)
+    if route != "gram-dense32":
         return None
     g = np.zeros((m, m), dtype=np.float32)  # integer counts < 2²⁴: exact in any summation order
     per_chunk = max(1, _CHUNK_ENTRIES // m)

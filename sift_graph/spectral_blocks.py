@@ -165,10 +165,11 @@ def top2_block_sets(sets: Sequence[BlockSet], *, device: str = "cpu", executor=N
         touched = touched_columns(b, bs.groups) if bs.touched is None else np.asarray(bs.touched)
         sides = np.minimum(lens, touched)
         row_exps = _row_exponents(b, binary)
+        scaled = bool(np.any(np.abs(row_exps) > _SAFE_EXPONENT))  # else no block is scaled
         flat, offsets, bounds = bs.entries if bs.entries is not None else row_block_entries(b, bs.groups)
         values = b.data[offsets]
         for i, g in enumerate(bs.groups):
-            e = _block_exponent(row_exps, g)
+            e = _block_exponent(row_exps, g) if scaled else 0
             if sides[i] == 1:  # one row or one column: σ1 = Frobenius norm
                 _note("closed-form")
                 outs[si][i] = _unscale(np.array([np.linalg.norm(np.ldexp(dense_rows(b, g), -e)), 0.0]), e)

@@ -39,6 +39,32 @@ def test_declines_where_the_sparse_route_would_differ(monkeypatch):
     assert top2_binary_dense(rng.random((30, 50)) < 0.3) is None
 
 
+@pytest.mark.parametrize("spgemm_rate", [1e8, 1e10, 2e10, 3e10, 1e12])
+def test_applies_exactly_where_the_sparse_route_takes_the_dense_gram(monkeypatch, spgemm_rate):
+    """The dense route decides from a Cauchy-Schwarz bound on Σ degree² where that settles the route
+    and from the exact degrees otherwise: it must answer exactly where the sparse route takes
+    gram-dense32, also with skewed degrees (where the bound and the exact sum differ most) and at
+    sparse-product rates that put the two Gram routes near their break-even point."""
+    monkeypatch.setitem(spectral._RATES, "spgemm", spgemm_rate)
+    rng = np.random.default_rng(int(spgemm_rate) % 1000)
+    seen = set()
+    for _ in range(16):
+        n_out, n_in = (int(v) for v in rng.integers(6, 90, size=2))
+        p = rng.random((n_out, n_in)) < rng.uniform(0.08, 0.5)
+        if rng.random() < 0.5:  # a few full columns and rows: skewed degrees on both sides
+            p[:, : int(rng.integers(1, 4))] = True
+            p[: int(rng.integers(1, 3))] = True
+        with record_routes() as routes:
+            top2_singular_values(sp.csr_matrix(p.T.astype(float)))
+        seen.add(routes[0])
+        s = top2_binary_dense(p)
+        assert (s is not None) == (routes == ["gram-dense32"]), (p.shape, routes)
+        if s is not None:
+            assert tuple(float(x) for x in s) == top2_singular_values(sp.csr_matrix(p.T.astype(float)))
+    if spgemm_rate in (1e10, 2e10):
+        assert {"gram-dense32", "gram-sparse"} <= seen  # near break-even both routes occur
+
+
 @pytest.mark.parametrize("case", ["dense-route", "two-components", "lanczos-route"])
 def test_two_thread_path_equals_the_serial_result(monkeypatch, case):
     rng = np.random.default_rng(7)
