@@ -96,14 +96,15 @@ class Snapshot:
             weight[mask] = values
             yield name, mask, weight
 
-    def iter_values(self, data: bytes | None = None, *, dense: bool = False
+    def iter_values(self, data: bytes | None = None, *, dense: bool = False, sparse: bool = True
                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """:meth:`iter_tensors` as stored: ``(name, mask, values)``, ``values`` the float32 weights at
-        the mask's nonzeros in C order (what :func:`sift_graph.layer.masked_layer_metrics` takes)."""
+        the mask's nonzeros in C order (what :func:`sift_graph.layer.masked_layer_metrics` takes).
+        ``sparse=False`` leaves the sparse tensors out (with ``dense``: the dense weights only)."""
         with _snapshot_errors(self.path), open_npz(self.path if data is None else data) as zf:
             names = set(zf.namelist())
             shapes = _check_size(zf, self.tensors + self.dense_tensors, self.path, self.max_bytes, names)
-            for name in self.tensors:
+            for name in self.tensors if sparse else ():
                 yield (name, *_decode_tensor(zf, name, shapes[name], self.path, self.max_bytes, names))
             for name in self.dense_tensors if dense else ():
                 yield (name, *_decode_dense(zf, name, shapes[name], self.path, self.max_bytes, names))

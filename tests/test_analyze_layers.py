@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sift_graph import analyze, layer_metrics, load_run
+from sift_graph import analyze, layer_metrics, load_run, run_analysis
 from sift_graph.analysis.options import UsageError
 from sift_graph.runs import RunFormatError
 
@@ -91,6 +91,61 @@ def test_sparse_mode_has_no_dense_rows_and_cache_keeps_modes_apart(tmp_path):
     assert list(again["layer"]) == [SPARSE]  # nor the other way round
     entries = sorted(p.name.split(".")[2] for p in (out / "cache").glob("*.json") if p.name != "index.json")
     assert entries == ["all", "sparse"]
+
+
+def _count_layer_rows(monkeypatch) -> list[str]:
+    """Names of the layers whose metrics are computed from now on (the in-process route)."""
+    from sift_graph.analysis import compute
+
+    names: list[str] = []
+    real = compute.layer_row
+
+    def counting(name, *args, **kwargs):
+        names.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(compute, "layer_row", counting)
+    return names
+
+
+def test_all_after_sparse_computes_only_the_dense_weights(tmp_path, monkeypatch):
+    run, _, _ = _tiny_run(tmp_path)
+    fresh, fresh_summary = analyze([run], out=tmp_path / "fresh", layers="all", figures=False, jobs=1, progress=False)
+    out = tmp_path / "out"
+    analyze([run], out=out, figures=False, jobs=1, progress=False)  # sparse first
+    computed = _count_layer_rows(monkeypatch)
+    result = run_analysis([run], out=out, layers="all", figures=False, jobs=1, progress=False)
+    assert computed == [DENSE]  # the sparse rows come from the sparse entry
+    assert result.computed == 1 and result.cached == 0
+    pd.testing.assert_frame_equal(result.layers, fresh)
+    pd.testing.assert_frame_equal(result.summary, fresh_summary)
+    computed.clear()
+    again = run_analysis([run], out=out, layers="all", figures=False, jobs=1, progress=False)
+    assert computed == [] and again.cached == 1  # now an `all` entry of its own
+
+
+def test_sparse_after_all_takes_the_sparse_rows_of_the_all_entry(tmp_path, monkeypatch):
+    from sift_graph.analysis import cache
+
+    monkeypatch.setattr(cache, "RACY_NS", 0)  # index the snapshot written a moment ago
+    run, _, _ = _tiny_run(tmp_path)
+    fresh, fresh_summary = analyze([run], out=tmp_path / "fresh", figures=False, jobs=1, progress=False)
+    out = tmp_path / "out"
+    analyze([run], out=out, layers="all", figures=False, jobs=1, progress=False)
+    computed = _count_layer_rows(monkeypatch)
+    from sift_graph.analysis import compute
+
+    read = []
+    real = compute.compute_snapshot
+    monkeypatch.setattr(compute, "compute_snapshot", lambda snapshot, *a, **k: read.append(1) or real(snapshot, *a, **k))
+    result = run_analysis([run], out=out, figures=False, jobs=1, progress=False)
+    assert read == [] and computed == [] and result.computed == 0 and result.cached == 1  # not even read
+    pd.testing.assert_frame_equal(result.layers, fresh)
+    pd.testing.assert_frame_equal(result.summary, fresh_summary)
+    (out / "cache" / "index.json").unlink()  # unknown signature: read and hashed by the compute stage
+    result = run_analysis([run], out=out, figures=False, jobs=1, progress=False)
+    assert read == [1] and computed == [] and result.cached == 1
+    pd.testing.assert_frame_equal(result.layers, fresh)
 
 
 def test_snapshot_reader_dense_tensors(tmp_path):

@@ -2,7 +2,10 @@
 
 An entry is the list of per-layer rows of one snapshot, stored as JSON under
 ``<folder>/<sha256 of the file's bytes>.<convention>.<layers>.<metric code id>.json``: same bytes, same
-convention, same layer choice (``sparse`` / ``all``), same metric code -> same rows. The metric code
+convention, same layer choice (``sparse`` / ``all``), same metric code -> same rows. The sparse rows
+of the two choices are the same, so neither recomputes them: a ``sparse`` look-up takes them from an
+``all`` entry, and an ``all`` computation computes only the dense weights where a ``sparse`` entry
+exists (:func:`sift_graph.analysis.compute.compute_snapshot`). The metric code
 id (:func:`metric_code_id`) hashes the sift version *and the source of every module that computes or
 decodes a metric*: the version alone is not bumped for every change of the metric code, and a stale
 result must never be served, so any edit of that code (even a comment) starts a fresh cache.
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..version import __version__
+from .options import LAYER_MODES
 
 RACY_NS = 2_000_000_000
 #: Modules of ``sift_graph`` that neither compute nor decode metric values: left out of
@@ -98,13 +102,30 @@ def signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
+def cache_entries(folder: Path, convention: str, layers: str) -> CacheEntries:
+    """The entries of one convention and layer choice under ``folder``."""
+    return CacheEntries(Path(folder), f".{convention}.{layers}.{metric_code_id()}.json")
+
+
+def other_layers(layers: str) -> str:
+    """The other layer choice: its entries hold this choice's sparse rows too (reused, never recomputed)."""
+    return LAYER_MODES[1 - LAYER_MODES.index(layers)]  # ("sparse", "all")
+
+
+def sparse_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the sparse tensors in an ``all`` entry (``kind`` ``sparse``): a ``sparse`` entry."""
+    return [row for row in rows if row.get("kind") == "sparse"]
+
+
 class SnapshotCache:
     """Per-snapshot results under ``folder``, keyed on file content, convention, layer choice and
-    metric code."""
+    metric code. A ``sparse`` look-up also takes the sparse rows of an ``all`` entry of that content."""
 
     def __init__(self, folder: Path, convention: str, layers: str = "sparse"):
         folder = Path(folder)
-        self.entries = CacheEntries(folder, f".{convention}.{layers}.{metric_code_id()}.json")
+        self.layers = layers
+        self.entries = cache_entries(folder, convention, layers)
+        self.other_entries = cache_entries(folder, convention, other_layers(layers))
         self._index_path = folder / "index.json"
         try:
             index = json.loads(self._index_path.read_text())
@@ -143,7 +164,10 @@ class SnapshotCache:
         return sha
 
     def get(self, sha: str) -> list[dict] | None:
-        return self.entries.get(sha)
+        rows = self.entries.get(sha)
+        if rows is None and self.layers == "sparse" and (every := self.other_entries.get(sha)) is not None:
+            rows = sparse_rows(every)
+        return rows
 
     def put(self, sha: str, rows: list[dict]) -> None:
         self.entries.put(sha, rows)
