@@ -457,12 +457,13 @@ def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
         return None
     g = np.zeros((m, m), dtype=np.float32)  # integer counts < 2²⁴: exact in any summation order
     per_chunk = max(1, _CHUNK_ENTRIES // m)
+    kept = slice(None) if m == (p.shape[0] if over_rows else p.shape[1]) else (rows if over_rows else cols)
     for start in range(0, p.shape[1] if over_rows else p.shape[0], per_chunk):
         if over_rows:
-            d = p[rows, start : start + per_chunk].astype(np.float32)
+            d = p[kept, start : start + per_chunk].astype(np.float32)  # no copy before astype if all kept
             g += d @ d.T
         else:
-            d = p[start : start + per_chunk][:, cols].astype(np.float32)
+            d = p[start : start + per_chunk][:, kept].astype(np.float32)
             g += d.T @ d
     # connected iff every node of the smaller side is reached through shared neighbours
     if not _reaches_all(lambda nodes: g @ nodes.astype(np.float32) > 0, m):
@@ -506,6 +507,12 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray, *, device: str = "cpu") ->
     ValueError
         σ1 does not fit in float64.
     """
+    return _top2_singular_values(b, device, connected=False)
+
+
+def _top2_singular_values(b, device: str, *, connected: bool) -> tuple[float, float]:
+    """:func:`top2_singular_values`; ``connected``: the caller has shown that the bipartite graph of
+    ``b``'s nonzeros is connected (apart from isolated nodes), so the component search is skipped."""
     b = sp.csr_matrix(b, dtype=np.float64)
     if np.any(b.data == 0.0):
         b = b.copy()
@@ -518,7 +525,7 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray, *, device: str = "cpu") ->
         e = _scale_exponent(float(np.max(np.abs(b.data))))
     if e:
         b = sp.csr_matrix((np.ldexp(b.data, -e), b.indices, b.indptr), shape=b.shape)  # b may be the caller's
-    n_comp, labels = _components(b)
+    n_comp, labels = (1, None) if connected else _components(b)
     if n_comp == 1:
         s = _top2_connected(b, device)
     else:

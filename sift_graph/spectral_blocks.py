@@ -7,8 +7,8 @@ solved by one batched numpy ``eigvalsh`` call; zero padding appends exact zero e
 positive semi-definite Gram, so its top two (clipped at 0, as every route does) are unchanged.
 Larger blocks (one or two per size) are solved unpadded, one LAPACK ``dsyevr`` call each
 (:mod:`sift_graph.lapack`: the top two only, GIL released). Stacks are independent jobs: with an
-executor they run in parallel (``hoang2023a.metrics`` runs them on two threads together with the
-two whole-layer solves).
+executor they run in parallel (``hoang2023a.metrics`` runs them on the caller's thread while its
+worker solves the two whole layers, then on both threads).
 
 Every block is solved in float64 with the exactness rules of :mod:`sift_graph.spectral` (float32
 Grams only for 0/1 blocks, power-of-two scaling, SVD below ``RANK_DEFICIENT_RTOL``).

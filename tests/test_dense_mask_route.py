@@ -84,9 +84,13 @@ def test_two_thread_path_equals_the_serial_result(monkeypatch, case):
     calls = []
     dense = hoang2023a.top2_binary_dense
     monkeypatch.setattr(hoang2023a, "top2_binary_dense", lambda p: calls.append(p.shape) or dense(p))
+    searches = []  # component searches: |W⊙M| skips its own where the dense route showed the mask connected
+    components = spectral._components
+    monkeypatch.setattr(spectral, "_components", lambda b: searches.append(b.shape) or components(b))
     assert repr(sift_graph.layer_metrics(mask, w)) == repr(serial)
     assert repr(sift_graph.masked_layer_metrics(mask, w[mask])) == repr(serial)
     assert calls == [(48, 24 * 9)] * 2
+    assert (searches == []) == (case == "dense-route")
 
 
 def test_an_error_while_building_reaches_the_caller_and_frees_the_worker(monkeypatch):
