@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from . import hoang2023a, hoang2023b
 from .bipartite import layer_biadjacencies, layer_dims, masked_values_biadjacencies, structure
 from .threads import metric_threads
-from .validation import check_device, check_layer
+from .validation import check_device, check_layer_weight, check_mask
 
 __all__ = ["layer_metrics", "masked_layer_metrics", "CONVENTIONS"]
 
@@ -68,10 +68,19 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
     magnitude give correct values: λ, λ_imsg and the σ's scale linearly with a global weight scale.
     """
     convention, device = _check_options(convention, device)
-    m, w = check_layer(mask, weight)
+    m = check_mask(mask)
+    checked: list[np.ndarray] = []
+
+    def build() -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
+        # the weight is checked here, as the biadjacencies are built: with two threads the worker
+        # has already started the mask's whole-layer solve (a bad weight still raises before any result)
+        w = None if weight is None else check_layer_weight(m, weight)
+        checked.append(w)
+        return layer_biadjacencies(m, w)
+
     with metric_threads():
-        return _metrics(m, lambda: layer_biadjacencies(m, w), w is not None, convention, device,
-                        lambda: float(np.max(np.abs(w[m]), initial=0.0)) if w is not None else 0.0)
+        return _metrics(m, build, weight is not None, convention, device,
+                        lambda: float(np.max(np.abs(checked[0][m]), initial=0.0)) if checked[0] is not None else 0.0)
 
 
 def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: str = "hoang2023a",

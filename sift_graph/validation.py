@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer", "check_device"]
+__all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer", "check_layer_weight", "check_device"]
 
 
 def to_numpy(x: Any, *, name: str = "tensor") -> Any:
@@ -88,14 +88,17 @@ def check_weight(weight: Any, *, name: str = "weight") -> np.ndarray:
 def check_layer(mask: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Check a (mask, weight) pair; the weight, if given, must have the mask's shape."""
     m = check_mask(mask)
-    if weight is None:
-        return m, None
+    return m, None if weight is None else check_layer_weight(m, weight)
+
+
+def check_layer_weight(m: np.ndarray, weight: Any) -> np.ndarray:
+    """Check a weight for the checked mask ``m`` (:func:`check_weight`, and ``m``'s shape)."""
     w = check_weight(weight)
     if w.shape != m.shape:
         raise ValueError(
             f"mask and weight shapes differ: mask {tuple(m.shape)}, weight {tuple(w.shape)}"
         )
-    return m, w
+    return w
 
 
 def check_device_name(device: Any) -> str:
