@@ -122,7 +122,10 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
         w_deg = np.diff(bw.indptr)
         touched_w = touched if shared else touched_columns(bw, groups)
         for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_w)):
-            ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
+            if shared:  # the mask's degrees: k inputs of degree d
+                ew, kw, ow = rec["k"] * rec["degree"], rec["k"], int(ow)
+            else:
+                ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
             if ew:
                 rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
             if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
