@@ -122,10 +122,11 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
         w_deg = np.diff(bw.indptr)
         touched_w = touched if shared else touched_columns(bw, groups)
         for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_w)):
+            ow = int(ow)
             if shared:  # the mask's degrees: k inputs of degree d
-                ew, kw, ow = rec["k"] * rec["degree"], rec["k"], int(ow)
+                ew, kw = rec["k"] * rec["degree"], rec["k"]
             else:
-                ew, kw, ow = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx])), int(ow)
+                ew, kw = int(w_deg[idx].sum()), int(np.count_nonzero(w_deg[idx]))
             if ew:
                 rec.update(w_d_left=ew / kw, w_d_right=ew / ow)
             if ew and ew >= 3 * kw and ew > ow and rec["kept"]:
@@ -235,7 +236,7 @@ def _whole_layer_spectra(present: np.ndarray | None, built: Future, device: str)
     mask's from the dense mask ``present`` where its route allows (before ``built``, the future of
     ``(bm, bw)``, is done), else from ``bm``. Both whole-layer solves are Python loops (Lanczos) most of
     their time: on one thread they leave the other to the class stacks, which run mostly without the
-    GIL (measured 3-4 % faster on conv512 than one solve on each thread)."""
+    GIL (measured 3-4 % faster on conv512 than one solve on each thread, in one process, A/B)."""
     s = None if present is None else top2_binary_dense(present)
     bm, bw = built.result()
     mask = (float(s[0]), float(s[1])) if s is not None else top2_singular_values(bm, device=device)

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from . import hoang2023a, hoang2023b
 from .bipartite import layer_biadjacencies, layer_dims, masked_values_biadjacencies, structure
 from .threads import metric_threads
-from .validation import check_device, check_layer_weight, check_mask
+from .validation import check_device, check_finite, check_layer_weight, check_mask
 
 __all__ = ["layer_metrics", "masked_layer_metrics", "CONVENTIONS"]
 
@@ -69,18 +69,16 @@ def layer_metrics(mask: Any, weight: Any = None, *, convention: str = "hoang2023
     """
     convention, device = _check_options(convention, device)
     m = check_mask(mask)
-    checked: list[np.ndarray] = []
+    w = None if weight is None else check_layer_weight(m, weight, finite=False)
 
     def build() -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
-        # the weight is checked here, as the biadjacencies are built: with two threads the worker
-        # has already started the mask's whole-layer solve (a bad weight still raises before any result)
-        w = None if weight is None else check_layer_weight(m, weight)
-        checked.append(w)
-        return layer_biadjacencies(m, w)
+        # the pass over the weights for NaN/inf runs here, as the biadjacencies are built: with two
+        # threads the worker has already started the mask's whole-layer solve
+        return layer_biadjacencies(m, None if w is None else check_finite(w))
 
     with metric_threads():
-        return _metrics(m, build, weight is not None, convention, device,
-                        lambda: float(np.max(np.abs(checked[0][m]), initial=0.0)) if checked[0] is not None else 0.0)
+        return _metrics(m, build, w is not None, convention, device,
+                        lambda: float(np.max(np.abs(w[m]), initial=0.0)) if w is not None else 0.0)
 
 
 def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: str = "hoang2023a",

@@ -167,12 +167,15 @@ def _unscale(s: np.ndarray, e) -> np.ndarray:
 
 def _route(b: sp.csr_matrix, binary: bool) -> str:
     """Cheapest exact route for the connected, compressed ``b`` (n × m, m ≤ n) by the cost model."""
-    row_nnz = np.diff(b.indptr).astype(np.float64)
-    return _cheapest_route(*b.shape, b.nnz, float(row_nnz @ row_nnz), binary)
+    if b.shape[1] > GRAM_MAX_SIDE:
+        return "lanczos"
+    row_nnz = np.diff(b.indptr).astype(np.int64)  # ≤ m ≤ GRAM_MAX_SIDE each: Σ (row nnz)² is exact in int64
+    return _cheapest_route(*b.shape, b.nnz, int(row_nnz @ row_nnz), binary)
 
 
-def _cheapest_route(n: int, m: int, nnz: int, row_nnz_squares: float, binary: bool) -> str:
-    """:func:`_route` from the shape, the stored entries and Σ (row nnz)² of the compressed matrix."""
+def _cheapest_route(n: int, m: int, nnz: int, row_nnz_squares: int, binary: bool) -> str:
+    """:func:`_route` from the shape, the stored entries and Σ (row nnz)² of the compressed matrix,
+    an exact int (:func:`top2_binary_dense` passes a lower bound where that already settles the route)."""
     if m > GRAM_MAX_SIDE:
         return "lanczos"
     dense = float(n) * m * m / _RATES["gemm32" if binary else "gemm64"]
@@ -449,10 +452,10 @@ def top2_binary_dense(p: np.ndarray) -> np.ndarray | None:
     # Σ degree² ≥ nnz²/n (Cauchy-Schwarz), so the sparse Gram costs at least as much as with that
     # bound: where the bound already gives Lanczos or the dense Gram, so do the exact degrees, and
     # their pass over the mask is not needed
-    route = _cheapest_route(n, m, nnz, float(nnz) * nnz / n, True)
-    if route == "gram-sparse":
-        larger_degrees = p.sum(axis=0 if over_rows else 1, dtype=np.int64).astype(np.float64)
-        route = _cheapest_route(n, m, nnz, float(larger_degrees @ larger_degrees), True)
+    route = _cheapest_route(n, m, nnz, nnz * nnz // n, True)  # Python ints: the bound is exact
+    if route == "gram-sparse":  # then m ≤ GRAM_MAX_SIDE, so every degree of the larger side is too
+        larger_degrees = p.sum(axis=0 if over_rows else 1, dtype=np.int64)
+        route = _cheapest_route(n, m, nnz, int(larger_degrees @ larger_degrees), True)
     if route != "gram-dense32":
         return None
     g = np.zeros((m, m), dtype=np.float32)  # integer counts < 2²⁴: exact in any summation order

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer", "check_layer_weight", "check_device"]
+__all__ = ["as_layer_array", "check_mask", "check_weight", "check_layer", "check_layer_weight", "check_finite", "check_device"]
 
 
 def to_numpy(x: Any, *, name: str = "tensor") -> Any:
@@ -74,11 +74,17 @@ def check_mask(mask: Any, *, name: str = "mask") -> np.ndarray:
     return arr != 0
 
 
-def check_weight(weight: Any, *, name: str = "weight") -> np.ndarray:
-    """Convert and check a weight tensor: finite floating-point values (ints become float64)."""
+def check_weight(weight: Any, *, name: str = "weight", finite: bool = True) -> np.ndarray:
+    """Convert and check a weight tensor: finite floating-point values (ints become float64).
+    ``finite=False`` leaves the pass over the values to :func:`check_finite`."""
     arr = as_layer_array(weight, name=name)
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
+    return check_finite(arr, name=name) if finite else arr
+
+
+def check_finite(arr: np.ndarray, *, name: str = "weight") -> np.ndarray:
+    """``arr`` itself; ``ValueError`` naming how many NaN/inf values it holds, if any."""
     if not np.isfinite(arr).all():
         n_bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"{name}: contains {n_bad} NaN/inf value(s) (shape {tuple(arr.shape)})")
@@ -91,9 +97,9 @@ def check_layer(mask: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray |
     return m, None if weight is None else check_layer_weight(m, weight)
 
 
-def check_layer_weight(m: np.ndarray, weight: Any) -> np.ndarray:
+def check_layer_weight(m: np.ndarray, weight: Any, *, finite: bool = True) -> np.ndarray:
     """Check a weight for the checked mask ``m`` (:func:`check_weight`, and ``m``'s shape)."""
-    w = check_weight(weight)
+    w = check_weight(weight, finite=finite)
     if w.shape != m.shape:
         raise ValueError(
             f"mask and weight shapes differ: mask {tuple(m.shape)}, weight {tuple(w.shape)}"

@@ -78,7 +78,7 @@ def test_constant_dense_weight_closed_form(tmp_path):
     assert row["lambda_sigma2"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_sparse_mode_has_no_dense_rows_and_cache_keeps_modes_apart(tmp_path):
+def test_sparse_mode_has_no_dense_rows_and_each_mode_has_its_own_cache_entry(tmp_path):
     run, (mask, weight), _ = _tiny_run(tmp_path)
     out = tmp_path / "out"
     sparse_df, summary = analyze([run], out=out, figures=False, jobs=1, progress=False)

@@ -65,7 +65,7 @@ def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
         return SnapshotResult(sha, sparse_rows(known), signature=read_as, cached=True)
     try:
         dense = set(snapshot.dense_tensors)
-        rows = [] if known is None else sparse_rows(known)  # an `all` run after a `sparse` one
+        rows = [] if known is None else list(known)  # an `all` run after a `sparse` one: its rows
         rows += [{**layer_row(name, mask, None, values=values, convention=convention, device=device),
                   "kind": "dense" if name in dense else "sparse"}
                  for name, mask, values in snapshot.iter_values(data, dense=layers == "all", sparse=known is None)]
