@@ -79,8 +79,7 @@ def run_analysis(paths, *, out=None, jobs: int | None = None, convention: str = 
 
     todo = {key: snapshots[key] for key in todo}
     route = dict(convention=options.convention, layers=options.layers, device=options.device,
-                 on_result=on_result, progress=options.progress, entries=cache.entries,
-                 other_entries=cache.other_entries)
+                 on_result=on_result, progress=options.progress, entries=cache.entries)
     try:
         if client is None:
             compute_local(todo, workers=options.jobs, **route)

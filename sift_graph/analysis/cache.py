@@ -32,7 +32,6 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..version import __version__
-from .options import LAYER_MODES
 
 RACY_NS = 2_000_000_000
 #: Modules of ``sift_graph`` that neither compute nor decode metric values: left out of
@@ -74,47 +73,48 @@ def _none_to_nan(row: dict) -> dict:
 
 @dataclass(frozen=True)
 class CacheEntries:
-    """The entries of one cache (content sha256 -> rows), without the index: small enough to send
-    to every analysis worker, which looks a snapshot's content up before computing it."""
+    """The entries of one cache (content sha256 -> rows) for one convention and layer choice,
+    without the index: small enough to send to every analysis worker, which looks a snapshot's
+    content up before computing it. ``code``: the :func:`metric_code_id` of the process that made it
+    (workers read and name entries as it does)."""
 
     folder: Path
-    suffix: str
+    convention: str
+    layers: str
+    code: str
 
-    def _entry(self, sha: str) -> Path:
-        return self.folder / f"{sha}{self.suffix}"
+    def _entry(self, sha: str, layers: str) -> Path:
+        return self.folder / f"{sha}.{self.convention}.{layers}.{self.code}.json"
 
-    def get(self, sha: str) -> list[dict] | None:
+    def _read(self, sha: str, layers: str) -> list[dict] | None:
         try:
-            rows = json.loads(self._entry(sha).read_text())["layers"]
+            rows = json.loads(self._entry(sha, layers).read_text())["layers"]
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             return None
         return [_none_to_nan(r) for r in rows]
 
+    def get(self, sha: str) -> list[dict] | None:
+        """The rows of this layer choice; for ``sparse`` also the sparse rows of an ``all`` entry."""
+        rows = self._read(sha, self.layers)
+        if rows is None and self.layers == "sparse" and (every := self._read(sha, "all")) is not None:
+            rows = [row for row in every if row.get("kind") == "sparse"]
+        return rows
+
+    def sparse_rows(self, sha: str) -> list[dict] | None:
+        """The sparse tensors' rows of this content if a ``sparse`` entry holds them (an ``all``
+        analysis then computes only the dense weights)."""
+        return self._read(sha, "sparse")
+
     def put(self, sha: str, rows: list[dict]) -> None:
         payload = {"sha256": sha, "layers": [_nan_to_none(r) for r in rows]}
-        atomic_write_text(self._entry(sha), json.dumps(payload, allow_nan=False))
+        atomic_write_text(self._entry(sha, self.layers), json.dumps(payload, allow_nan=False))
 
 
 def signature(st: os.stat_result) -> list[int]:
     """What the index compares: size, mtime_ns, ctime_ns, inode, device."""
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-
-def cache_entries(folder: Path, convention: str, layers: str) -> CacheEntries:
-    """The entries of one convention and layer choice under ``folder``."""
-    return CacheEntries(Path(folder), f".{convention}.{layers}.{metric_code_id()}.json")
-
-
-def other_layers(layers: str) -> str:
-    """The other layer choice: its entries hold this choice's sparse rows too (reused, never recomputed)."""
-    return LAYER_MODES[1 - LAYER_MODES.index(layers)]  # ("sparse", "all")
-
-
-def sparse_rows(rows: list[dict]) -> list[dict]:
-    """The rows of the sparse tensors in an ``all`` entry (``kind`` ``sparse``): a ``sparse`` entry."""
-    return [row for row in rows if row.get("kind") == "sparse"]
 
 
 class SnapshotCache:
@@ -123,9 +123,7 @@ class SnapshotCache:
 
     def __init__(self, folder: Path, convention: str, layers: str = "sparse"):
         folder = Path(folder)
-        self.layers = layers
-        self.entries = cache_entries(folder, convention, layers)
-        self.other_entries = cache_entries(folder, convention, other_layers(layers))
+        self.entries = CacheEntries(folder, convention, layers, metric_code_id())
         self._index_path = folder / "index.json"
         try:
             index = json.loads(self._index_path.read_text())
@@ -164,10 +162,7 @@ class SnapshotCache:
         return sha
 
     def get(self, sha: str) -> list[dict] | None:
-        rows = self.entries.get(sha)
-        if rows is None and self.layers == "sparse" and (every := self.other_entries.get(sha)) is not None:
-            rows = sparse_rows(every)
-        return rows
+        return self.entries.get(sha)
 
     def put(self, sha: str, rows: list[dict]) -> None:
         self.entries.put(sha, rows)

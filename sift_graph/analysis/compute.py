@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..model import layer_row
 from ..runs import RunFormatError, Snapshot
-from .cache import CacheEntries, signature, sparse_rows
+from .cache import CacheEntries, signature
 from .options import UsageError, distributed_module
 
 _LIMITS = None  # threadpoolctl limits of a worker process, kept alive for its lifetime
@@ -41,13 +41,12 @@ class SnapshotResult:
 
 
 def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
-                     layers: str = "sparse", entries: CacheEntries | None = None,
-                     other_entries: CacheEntries | None = None) -> SnapshotResult:
+                     layers: str = "sparse", entries: CacheEntries | None = None) -> SnapshotResult:
     """``layer_metrics`` of every sparse tensor of one snapshot (``layers="all"``: and of every dense
     weight, mask all True): one row (dict) per layer, its ``kind`` ``"sparse"`` or ``"dense"``.
     The file is read once; ``entries``: the cache's entries, looked up by the sha256 of those bytes
-    before computing anything. ``other_entries``: those of the other layer choice, whose sparse rows
-    are this choice's too: ``sparse`` takes them (cached), ``all`` computes only the dense weights."""
+    before computing anything (:meth:`CacheEntries.get`: for ``sparse`` also an ``all`` entry's sparse
+    rows); for ``all`` the sparse rows of a ``sparse`` entry are taken and only the dense weights computed."""
     try:
         st = snapshot.path.stat()
         if st.st_size > snapshot.max_bytes:
@@ -60,12 +59,10 @@ def compute_snapshot(snapshot: Snapshot, convention: str, device: str = "cpu",
     read_as = tuple(signature(st))
     if entries is not None and (rows := entries.get(sha)) is not None:
         return SnapshotResult(sha, rows, signature=read_as, cached=True)
-    known = None if other_entries is None else other_entries.get(sha)
-    if known is not None and layers == "sparse":
-        return SnapshotResult(sha, sparse_rows(known), signature=read_as, cached=True)
+    known = entries.sparse_rows(sha) if entries is not None and layers == "all" else None
     try:
         dense = set(snapshot.dense_tensors)
-        rows = [] if known is None else list(known)  # an `all` run after a `sparse` one: its rows
+        rows = known or []  # an `all` run after a `sparse` one: its sparse rows
         rows += [{**layer_row(name, mask, None, values=values, convention=convention, device=device),
                   "kind": "dense" if name in dense else "sparse"}
                  for name, mask, values in snapshot.iter_values(data, dense=layers == "all", sparse=known is None)]
@@ -95,17 +92,17 @@ def _pin_threads() -> None:
 
 def compute_local(todo: dict[object, Snapshot], *, convention: str, device: str, workers: int,
                   on_result: OnResult, progress: bool, layers: str = "sparse",
-                  entries: CacheEntries | None = None, other_entries: CacheEntries | None = None) -> None:
+                  entries: CacheEntries | None = None) -> None:
     """:func:`compute_snapshot` of every ``todo`` value, in-process or in ``workers`` processes."""
     with _bar(len(todo), progress) as bar:
         if workers <= 1 or len(todo) <= 1:
             for key, snapshot in todo.items():
-                on_result(key, compute_snapshot(snapshot, convention, device, layers, entries, other_entries))
+                on_result(key, compute_snapshot(snapshot, convention, device, layers, entries))
                 bar.update()
             return
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("forkserver"),
                                  initializer=_pin_threads) as pool:
-            futures = {pool.submit(compute_snapshot, snapshot, convention, device, layers, entries, other_entries): key
+            futures = {pool.submit(compute_snapshot, snapshot, convention, device, layers, entries): key
                        for key, snapshot in todo.items()}
             try:
                 for future in as_completed(futures):
@@ -137,7 +134,7 @@ def dask_client(client):
 
 def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, device: str,
                     on_result: OnResult, progress: bool, layers: str = "sparse",
-                    entries: CacheEntries | None = None, other_entries: CacheEntries | None = None) -> None:
+                    entries: CacheEntries | None = None) -> None:
     """:func:`compute_snapshot` of every ``todo`` value as Dask tasks of ``client``'s cluster.
 
     The workers read the snapshot files themselves: they must see the run folders at the same paths
@@ -147,8 +144,7 @@ def compute_on_dask(todo: dict[object, Snapshot], *, client, convention: str, de
     distributed = distributed_module()
     keys = list(todo)
     futures = client.map(compute_snapshot, [todo[k] for k in keys], convention=convention,
-                         device=device, layers=layers, entries=entries, other_entries=other_entries,
-                         pure=False)
+                         device=device, layers=layers, entries=entries, pure=False)
     where = {future.key: key for future, key in zip(futures, keys)}
     with _bar(len(todo), progress) as bar:
         for future in distributed.as_completed(futures):
