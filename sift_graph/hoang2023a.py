@@ -11,8 +11,9 @@ Rules from ``ScottHoang/dst-ram-pruning@73bb598 sparselearning/ramanujan.py`` as
   d ≥ 3 and k·d/o > 1 (left = the class's inputs, o = outputs it touches); each term multiplied by
   the Cheeger-like factor ``max(k, o)/(k + o − 1)``.
 
-All inputs are scipy CSR biadjacencies (n_in × n_out) from :mod:`sift_graph.bipartite`; ``bw`` is
-``None`` when no weight is known (weighted metrics are then NaN with reason ``no_weight``).
+Inputs are scipy CSR biadjacencies (n_in × n_out) from :mod:`sift_graph.bipartite` (``bw`` is
+``None`` when no weight is known: weighted metrics are then NaN with reason ``no_weight``), or for
+:func:`metrics_of_mask` the dense mask and a function that builds them.
 """
 from __future__ import annotations
 
@@ -78,8 +79,8 @@ def full_graph_score(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectr
     else:
         ew, nw_in, nw_out = (e, n_in, n_out) if same_structure(bm, bw) else node_counts(bw)
         if ew:
-            solved = spectra[1] if spectra else top2_singular_values(bw, device=device)
-            out["lambda_sigma1"], out["lambda_sigma2"] = solved
+            w_spectrum = spectra[1] if spectra else top2_singular_values(bw, device=device)
+            out["lambda_sigma1"], out["lambda_sigma2"] = w_spectrum
         if ew and ew >= 3 * nw_out and ew > nw_in:
             out["lambda"] = out["lambda_sigma1"] - out["lambda_sigma2"]
             out["full_weighted_narc"] = _mixing(out["lambda_sigma2"], ew, nw_out, nw_in, total_nodes)
@@ -119,7 +120,7 @@ def class_scores(bm: sp.csr_matrix, bw: sp.csr_matrix | None, *, mask_spectrum: 
     weighted = []
     shared = bw is not None and same_structure(bm, bw)  # |W⊙M| has no kept zero weight
     if bw is not None:
-        w_deg = np.diff(bw.indptr)
+        w_deg = None if shared else np.diff(bw.indptr)
         touched_w = touched if shared else touched_columns(bw, groups)
         for i, (rec, idx, ow) in enumerate(zip(rows, groups, touched_w)):
             ow = int(ow)
@@ -239,11 +240,14 @@ def _whole_layer_spectra(present: np.ndarray | None, built: Future, device: str)
     GIL (measured 3-4 % faster on conv512 than one solve on each thread, in one process, A/B)."""
     s = None if present is None else top2_binary_dense(present)
     bm, bw = built.result()
-    mask = (float(s[0]), float(s[1])) if s is not None else top2_singular_values(bm, device=device)
+    if s is not None:  # the dense route answers only for a connected mask
+        mask, connected = (float(s[0]), float(s[1])), True
+    else:
+        mask, connected = _top2_singular_values(bm, device, connected=False)
     if bw is None:
         return mask, None
-    # the dense route answers only for a connected mask: |W⊙M| of the same structure is connected too
-    return mask, _top2_singular_values(bw, device, connected=s is not None and same_structure(bm, bw))
+    # |W⊙M| of the mask's structure is connected where the mask is: no second component search
+    return mask, _top2_singular_values(bw, device, connected=connected and same_structure(bm, bw))[0]
 
 
 def _metrics(bm: sp.csr_matrix, bw: sp.csr_matrix | None, device: str, pool, spectra: Future) -> dict:

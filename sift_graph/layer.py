@@ -103,8 +103,7 @@ def masked_layer_metrics(mask: np.ndarray, values: np.ndarray, *, convention: st
     if v.dtype.kind != "f" or v.ndim != 1 or v.size != n_active:
         raise ValueError(f"values: expected {n_active} floats (one per nonzero of the mask), "
                          f"got {v.dtype} of shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"values: contains {int((~np.isfinite(v)).sum())} NaN/inf value(s)")
+    check_finite(v, name="values")
     with metric_threads():
         return _metrics(m, lambda: masked_values_biadjacencies(m, v), True, convention, device,
                         lambda: float(np.max(np.abs(v), initial=0.0)))

@@ -181,7 +181,7 @@ def _cheapest_route(n: int, m: int, nnz: int, row_nnz_squares: int, binary: bool
     dense = float(n) * m * m / _RATES["gemm32" if binary else "gemm64"]
     sparse = row_nnz_squares / _RATES["spgemm"]
     eig = min(_eigh_seconds(m), _gram_lanczos_seconds(m))
-    lanczos = _LANCZOS_MATVECS * _sparse_step_seconds_of(nnz, m)
+    lanczos = _LANCZOS_MATVECS * _sparse_step_seconds(nnz, m)
     if lanczos < min(dense, sparse) + eig:
         return "lanczos"
     if sparse < dense:
@@ -210,10 +210,6 @@ def _gram(b: sp.csr_matrix, route: str) -> np.ndarray:
             d = _dense_chunk(b, start, min(start + rows, n), dtype)
             g += d.T @ d
     return g.astype(np.float64, copy=False)
-
-
-def _top2_eigvalsh(g: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.clip(top2_eigenvalues(g), 0.0, None))
 
 
 def _top2_svd(b: sp.csr_matrix) -> np.ndarray:
@@ -310,16 +306,13 @@ def _steps_to_next_check(worst: float, last: tuple[int, float] | None, j: int, e
 def _top2_lanczos(b: sp.csr_matrix) -> np.ndarray | None:
     """σ1, σ2 of ``b`` (n × m, m ≤ n) by :func:`_lanczos` on BᵀB (``None``: not converged)."""
     bt = b.T  # CSC view: no transposed copy
-    ev = _lanczos(lambda x: bt @ (b @ x), b.shape[1], _sparse_step_seconds(b))
+    ev = _lanczos(lambda x: bt @ (b @ x), b.shape[1], _sparse_step_seconds(b.nnz, b.shape[1]))
     return None if ev is None else np.sqrt(ev)
 
 
-def _sparse_step_seconds(b: sp.csr_matrix) -> float:
-    """Cost model of one :func:`_lanczos` step on BᵀB: two sparse mat-vecs, reorthogonalisation."""
-    return _sparse_step_seconds_of(b.nnz, b.shape[1])
-
-
-def _sparse_step_seconds_of(nnz: int, m: int) -> float:
+def _sparse_step_seconds(nnz: int, m: int) -> float:
+    """Cost model of one :func:`_lanczos` step on BᵀB (``nnz`` entries, m columns): two sparse
+    mat-vecs, reorthogonalisation."""
     reorthogonalisation = 2.0 * _LANCZOS_MATVECS * m / _RATES["gemv"]
     return 2.0 * nnz / _RATES["spmv"] + reorthogonalisation + _LANCZOS_STEP_SECONDS
 
@@ -347,7 +340,7 @@ def _top2_psd(g: np.ndarray) -> np.ndarray:
         ev = _lanczos(lambda x: g @ x, m, _gram_step_seconds(m))
         if ev is not None:
             return np.sqrt(ev)
-    return _top2_eigvalsh(g)
+    return np.sqrt(np.clip(top2_eigenvalues(g), 0.0, None))
 
 
 #: One ARPACK solve at a time: the metric code may run two Python threads (hoang2023a.py).
@@ -510,18 +503,19 @@ def top2_singular_values(b: sp.spmatrix | np.ndarray, *, device: str = "cpu") ->
     ValueError
         σ1 does not fit in float64.
     """
-    return _top2_singular_values(b, device, connected=False)
+    return _top2_singular_values(b, device, connected=False)[0]
 
 
-def _top2_singular_values(b, device: str, *, connected: bool) -> tuple[float, float]:
-    """:func:`top2_singular_values`; ``connected``: the caller has shown that the bipartite graph of
-    ``b``'s nonzeros is connected (apart from isolated nodes), so the component search is skipped."""
+def _top2_singular_values(b, device: str, *, connected: bool) -> tuple[tuple[float, float], bool]:
+    """``((σ1, σ2), whether the bipartite graph of b's nonzeros is connected apart from isolated
+    nodes)``; ``connected``: the caller has shown it is (the same structure was searched before), so
+    the component search is skipped."""
     b = sp.csr_matrix(b, dtype=np.float64)
     if np.any(b.data == 0.0):
         b = b.copy()
         b.eliminate_zeros()
     if b.nnz == 0:
-        return 0.0, 0.0
+        return (0.0, 0.0), False
     b = _compress(b)
     e = 0
     if not _is_binary(b):  # solve on B/2ᵉ, max entry in [0.5, 1): exact, no overflow/underflow
@@ -548,4 +542,4 @@ def _top2_singular_values(b, device: str, *, connected: bool) -> tuple[float, fl
             vals.extend(_top2_connected(block, device))
         s = np.sort(vals)[::-1][:2]
     s = _unscale(np.asarray(s, dtype=np.float64), e)
-    return float(s[0]), float(s[1])
+    return (float(s[0]), float(s[1])), n_comp == 1

@@ -82,9 +82,8 @@ class _Block:
     """One block to solve in a stack: ``b[rows]`` scaled by 2⁻ᵉ, Gram over columns if ``tall``.
 
     ``flat``/``values``: the block's entries as positions in its dense ``k × n_cols`` array and their
-    values (computed for all blocks of a set at once, :func:`~sift_graph.bipartite.row_block_entries`), so
-    that filling the
-    dense block is one numpy scatter, which runs without the GIL.
+    values (computed for all blocks of a set at once, :func:`~sift_graph.bipartite.row_block_entries`),
+    so that filling the dense block is one numpy scatter, which runs without the GIL.
     """
 
     key: tuple[int, int]  # (set, group)

@@ -109,7 +109,7 @@ def check_layer_weight(m: np.ndarray, weight: Any, *, finite: bool = True) -> np
 
 def check_device_name(device: Any) -> str:
     """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (whether that device exists is not checked)."""
-    name = str(device) if isinstance(device, str) else None
+    name = device if isinstance(device, str) else None
     if name is None or (name not in ("cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit())):
         raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return name
