@@ -32,7 +32,7 @@ from _common import cpu_model  # benchmarks/ is on sys.path when run as a script
 import torch.multiprocessing as mp
 
 from sift_train.devices import place, resolve_device
-from sift_train.distributed import Dist, wrap
+from sift_train.distributed import Dist, shutdown, wrap
 from sift_train.counts import active_count
 from sift_train.masking import random_masks
 from sift_train.methods import get_method
@@ -123,7 +123,7 @@ def _ddp_worker(rank, world, port, args, out):
     if rank == 0:
         with open(out, "w") as f:
             json.dump(min(per), f)
-    dist.destroy_process_group()
+    shutdown()  # barrier, then leave the group
 
 
 def ddp_cpu(args) -> float:

@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_metrics.py [--skip-baseline-large] [--cases conv512,linear4608,conv1619]
                                         [--baselines reference,sparse-adj] [--repeat 5] [--baseline-repeat 3]
-                                        [--device cpu]
+                                        [--rounds 1] [--device cpu]
 Quick check of one layer against the reference-style baseline only:
       python benchmarks/bench_metrics.py --cases conv512 --baselines reference
 
@@ -30,7 +30,8 @@ of it added by the metric call (inputs already allocated before), the solver rou
 ``lanczos`` (``arpack`` if it does not converge) for the whole layer, ``blocks`` for the batched
 degree classes, ``svd`` for rank-deficient fallbacks) and
 the CPU model. Each (case, method) is timed as the median of its calls (``--repeat`` for sift,
-``--baseline-repeat`` for a baseline) and the speed-up is the ratio of the medians: the baselines,
+``--baseline-repeat`` for a baseline; with ``--rounds R`` the methods take turns R times, each turn in a
+fresh process, and the median is over all R turns' calls) and the speed-up is the ratio of the medians: the baselines,
 like the reference code, draw a random ARPACK start vector at every call (scipy's ``eigsh`` without
 ``v0``), so one call of the same baseline on the same layer takes 1.2-1.7 s on conv512 here. sift pins BLAS
 itself (1 thread, all cores only for large dense Gram products); run on an otherwise idle machine
@@ -174,8 +175,7 @@ def worker(case: str, method: str, repeat: int, device: str) -> None:
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": float(np.median(walls)), "min": min(walls), "max": max(walls), "n": repeat,
-                      "cpu": float(np.median(cpus)), "rss_mb": rss / 1024, "added_mb": (rss - rss_before) / 1024,
+    print(json.dumps({"walls": walls, "cpus": cpus, "rss_mb": rss / 1024, "added_mb": (rss - rss_before) / 1024,
                       "metrics": {k: res[k] for k in METRICS},
                       "routes": ",".join(f"{r}×{n}" for r, n in Counter(routes).items())}))
 
@@ -186,6 +186,16 @@ def measure(case: str, method: str, repeat: int = 1, device: str = "cpu") -> dic
     if proc.returncode != 0:
         raise SystemExit(f"{case}/{method} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def combine(runs: list[dict]) -> dict:
+    """One method's measurements over the rounds: median, min and max of all its calls' wall seconds,
+    median CPU seconds, the largest peak RSS; metrics and routes of the last round."""
+    walls = [w for r in runs for w in r["walls"]]
+    return {"seconds": float(np.median(walls)), "min": min(walls), "max": max(walls), "n": len(walls),
+            "cpu": float(np.median([c for r in runs for c in r["cpus"]])),
+            "rss_mb": max(r["rss_mb"] for r in runs), "added_mb": max(r["added_mb"] for r in runs),
+            "metrics": runs[-1]["metrics"], "routes": runs[-1]["routes"]}
 
 
 BASELINES = ("reference", "sparse-adj")
@@ -201,6 +211,10 @@ def main(argv=None) -> None:
     p.add_argument("--baseline-repeat", type=int, default=3,
                    help="baseline calls per case (each draws a new random ARPACK start, as the reference code "
                         "does); the median counts (default 3)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="alternate sift and the baselines this many times per case (each round: one process per "
+                        "method with --repeat / --baseline-repeat calls); medians over all rounds' calls, so that "
+                        "a slow phase of a shared machine falls on both sides (default 1)")
     p.add_argument("--device", default="cpu", help="layer_metrics device for sift (default cpu)")
     p.add_argument("--worker", nargs=4, metavar=("CASE", "METHOD", "REPEAT", "DEVICE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -217,9 +231,19 @@ def main(argv=None) -> None:
           "seconds, measured in this run; |diff| = largest |sift - baseline|")
     print(f"{'case':12s} {'method':10s} {'seconds':>9s} {'cpu s':>8s} {'speed-up':>9s} {'peak MB':>8s} {'added MB':>9s}  "
           + "  ".join(f"{m:>12s}" for m in METRICS))
+    if min(args.rounds, args.repeat, args.baseline_repeat) < 1:
+        raise SystemExit("--rounds, --repeat and --baseline-repeat must be at least 1")
     summary = []
     for case in cases:
-        ours = measure(case, "sift", args.repeat, args.device)
+        methods = [m for m in baselines if not (args.skip_baseline_large and case in LARGE)]
+        runs: dict[str, list[dict]] = {m: [] for m in ["sift", *methods]}
+        for r in range(args.rounds):
+            if args.rounds > 1:
+                print(f"{case}: round {r + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            runs["sift"].append(measure(case, "sift", args.repeat, args.device))
+            for method in methods:
+                runs[method].append(measure(case, method, args.baseline_repeat))
+        ours = combine(runs["sift"])
         print(f"{case:12s} {'sift':10s} {ours['seconds']:9.3f} {ours['cpu']:8.3f} {'':>9s} {ours['rss_mb']:8.0f} "
               f"{ours['added_mb']:9.0f}  " + "  ".join(f"{ours['metrics'][m]:12.6f}" for m in METRICS), flush=True)
         print(f"{case:12s} {'  routes':10s} {ours['routes']}", flush=True)
@@ -227,7 +251,7 @@ def main(argv=None) -> None:
             if args.skip_baseline_large and case in LARGE:
                 print(f"{case:12s} {method:10s} {'skipped':>9s}")
                 continue
-            r = measure(case, method, args.baseline_repeat)
+            r = combine(runs[method])
             ratio = f"{r['seconds'] / ours['seconds']:8.1f}x"
             print(f"{case:12s} {method:10s} {r['seconds']:9.3f} {r['cpu']:8.3f} {ratio:>9s} {r['rss_mb']:8.0f} "
                   f"{r['added_mb']:9.0f}  " + "  ".join(f"{r['metrics'][m]:12.6f}" for m in METRICS))

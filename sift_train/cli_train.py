@@ -126,8 +126,10 @@ def _train(args) -> int:
     try:
         info = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
                      prefetch=args.prefetch)
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(synchronize=False)  # a peer may never reach a barrier
+        raise
+    shutdown()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{args.out}: step {info['step']}, epoch {info['epoch']}, test accuracy {info['test_acc']:.4f}")
     return 0

@@ -166,7 +166,13 @@ def broadcast_float(d: Dist, value: float | None) -> float | None:
     return None if v != v else v
 
 
-def shutdown() -> None:
-    """Leave the process group (end of a torchrun job); nothing without one."""
+def shutdown(synchronize: bool = True) -> None:
+    """Leave the process group (end of a torchrun job); nothing without one.
+
+    ``synchronize``: wait at a barrier first, so that no rank tears its Gloo/NCCL connections down while
+    a peer still uses them (a rank leaving early can abort its peer with SIGABRT). Pass ``False`` on an
+    error path, where a peer may never reach the barrier."""
     if dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()

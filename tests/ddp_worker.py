@@ -51,8 +51,10 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
             info = train(make_config(**cfg), base / name, progress=False, device=device, **kwargs)
             torch.save(history, base / f"{name}.masks.rank{rank}.pt")
             (base / f"{name}.info.rank{rank}.json").write_text(json.dumps(info))
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(synchronize=False)
+        raise
+    shutdown()
     (base / f"writes.rank{rank}.json").write_text(json.dumps(writes))
 
 
