@@ -226,13 +226,13 @@ def main(argv=None) -> None:
     unknown = [c for c in cases if c not in CASES] + [b for b in baselines if b not in BASELINES]
     if unknown:
         raise SystemExit(f"unknown case(s)/baseline(s) {unknown}; choose from {list(CASES)} and {list(BASELINES)}")
+    if min(args.rounds, args.repeat, args.baseline_repeat) < 1:
+        raise SystemExit("--rounds, --repeat and --baseline-repeat must be at least 1")
     print(f"CPU: {cpu_model()}; BLAS: {blas_kernels()}; Python {platform.python_version()}")
     print("seconds = median of the calls (range in the table); speed-up = median baseline seconds / median sift "
           "seconds, measured in this run; |diff| = largest |sift - baseline|")
     print(f"{'case':12s} {'method':10s} {'seconds':>9s} {'cpu s':>8s} {'speed-up':>9s} {'peak MB':>8s} {'added MB':>9s}  "
           + "  ".join(f"{m:>12s}" for m in METRICS))
-    if min(args.rounds, args.repeat, args.baseline_repeat) < 1:
-        raise SystemExit("--rounds, --repeat and --baseline-repeat must be at least 1")
     summary = []
     for case in cases:
         methods = [m for m in baselines if not (args.skip_baseline_large and case in LARGE)]

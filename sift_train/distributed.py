@@ -170,8 +170,8 @@ def shutdown(synchronize: bool = True) -> None:
     """Leave the process group (end of a torchrun job); nothing without one.
 
     ``synchronize``: wait at a barrier first, so that no rank tears its Gloo/NCCL connections down while
-    a peer still uses them (a rank leaving early can abort its peer with SIGABRT). Pass ``False`` on an
-    error path, where a peer may never reach the barrier."""
+    a peer still uses them (CI once saw a Gloo rank end with SIGABRT at exit without it). Pass ``False``
+    on an error path, where a peer may never reach the barrier."""
     if dist.is_initialized():
         if synchronize:
             dist.barrier()
