@@ -116,20 +116,16 @@ _CONFIG_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name != "preset")
 
 
 def _train(args) -> int:
-    from .distributed import shutdown
+    from .distributed import shutdown_after
     from .recipes import train_options
     from .train import train
 
     flags = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
     options = train_options(args.config, set(flags)) if args.config else {}
     cfg = make_config(args.preset or options.pop("preset", None), **{**options, **flags})
-    try:
+    with shutdown_after():
         info = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
                      prefetch=args.prefetch)
-    except BaseException:
-        shutdown(synchronize=False)  # a peer may never reach a barrier
-        raise
-    shutdown()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{args.out}: step {info['step']}, epoch {info['epoch']}, test accuracy {info['test_acc']:.4f}")
     return 0

@@ -17,8 +17,10 @@ with a different one.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -176,3 +178,14 @@ def shutdown(synchronize: bool = True) -> None:
         if synchronize:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def shutdown_after() -> Iterator[None]:
+    """Run the block, then :func:`shutdown`: at a barrier after success, at once after an error."""
+    try:
+        yield
+    except BaseException:
+        shutdown(synchronize=False)  # a peer may never reach a barrier
+        raise
+    shutdown()

@@ -20,7 +20,7 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
     from sift_train import rundir
     from sift_train.methods import MaskMethod
     from sift_train.config import make_config
-    from sift_train.distributed import shutdown
+    from sift_train.distributed import shutdown_after
     from sift_train.train import train
 
     history: list[dict[str, torch.Tensor]] = []
@@ -41,7 +41,7 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
 
     rundir.atomic_write_bytes = counting_write
     base = Path(base)
-    try:
+    with shutdown_after():
         for name, cfg, kwargs in jobs:
             if name == "disagree":
                 _disagree(rank, world, base)
@@ -51,10 +51,6 @@ def run(rank: int, world: int, port: int, base: str, jobs: list[tuple[str, dict,
             info = train(make_config(**cfg), base / name, progress=False, device=device, **kwargs)
             torch.save(history, base / f"{name}.masks.rank{rank}.pt")
             (base / f"{name}.info.rank{rank}.json").write_text(json.dumps(info))
-    except BaseException:
-        shutdown(synchronize=False)
-        raise
-    shutdown()
     (base / f"writes.rank{rank}.json").write_text(json.dumps(writes))
 
 
